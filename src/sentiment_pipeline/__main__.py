@@ -1,0 +1,3 @@
+from sentiment_pipeline.cli import main
+
+main()

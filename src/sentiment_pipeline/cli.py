@@ -1,0 +1,99 @@
+"""Command line: one subcommand per DVC stage (``python -m sentiment_pipeline --help``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from sentiment_pipeline import paths
+from sentiment_pipeline.errors import PipelineError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Sentiment pipeline stages. DVC calls these; see dvc.yaml.")
+
+ParamsOption = typer.Option(paths.PARAMS, "--params", help="Parameters file.")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("SENTIMENT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # Libraries below us are chatty at INFO.
+    for noisy in ("dvclive", "dvc", "matplotlib", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(stage: Callable[..., None], **kwargs) -> None:
+    _setup_logging()
+    try:
+        stage(**kwargs)
+    except PipelineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(code=130) from None
+
+
+@app.command()
+def download(params: Path = ParamsOption) -> None:
+    """Materialise the configured source as data/raw/reviews.csv (text, label)."""
+    from sentiment_pipeline.stages import download as stage
+
+    _run(stage.run, params_file=params)
+
+
+@app.command()
+def preprocess(params: Path = ParamsOption) -> None:
+    """Clean, deduplicate and split into data/processed/{train,test}.csv."""
+    from sentiment_pipeline.stages import preprocess as stage
+
+    _run(stage.run, params_file=params)
+
+
+@app.command()
+def featurize(params: Path = ParamsOption) -> None:
+    """Fit TF-IDF on the training split; write sparse features and the vectorizer."""
+    from sentiment_pipeline.stages import featurize as stage
+
+    _run(stage.run, params_file=params)
+
+
+@app.command()
+def train(family: str = typer.Option(..., help="Model family to grid-search."),
+          params: Path = ParamsOption) -> None:
+    """Grid-search one model family with stratified K-fold CV."""
+    from sentiment_pipeline.stages import train as stage
+
+    _run(stage.run, family=family, params_file=params)
+
+
+@app.command()
+def select() -> None:
+    """Pick the family with the best mean CV macro-F1 and write the final model."""
+    from sentiment_pipeline.stages import select as stage
+
+    _run(stage.run)
+
+
+@app.command()
+def evaluate() -> None:
+    """Score the final model on the held-out test split (dvclive metrics and plots)."""
+    from sentiment_pipeline.stages import evaluate as stage
+
+    _run(stage.run)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="sentiment-pipeline")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Typed view of ``params.yaml``.
+
+Every stage reads its section through these models, so a typo in a key or a value of the
+wrong type fails before any work starts, with the offending key named in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sentiment_pipeline.errors import ConfigError
+
+# PyYAML implements YAML 1.1, whose float pattern needs a dot and a signed exponent, so
+# ``1e-06`` or ``1e3`` (as written by ``dvc exp run -S``) would load as strings.  We add the
+# YAML 1.2 core-schema float pattern to a private SafeLoader subclass.
+_YAML12_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """SafeLoader that also reads YAML 1.2 floats such as ``1e-06``."""
+
+
+_ParamsLoader.yaml_implicit_resolvers = {
+    key: list(resolvers) for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789.")
+)
+
+
+def load_yaml(path: Path) -> object:
+    """Read a YAML file with YAML 1.2 number rules."""
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_ParamsLoader)  # noqa: S506 - SafeLoader subclass
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- download
+class DownloadConfig(_Section):
+    source: Literal["embedded_airline", "embedded_all", "file"] = "embedded_airline"
+    path: Path | None = None
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> DownloadConfig:
+        if self.source == "file" and self.path is None:
+            raise ValueError("download.path is required when download.source is 'file'")
+        return self
+
+
+# ---------------------------------------------------------------- preprocess
+class StopwordsConfig(_Section):
+    enabled: bool = True
+    # ``nltk`` reads NLTK's English stopword corpus and fails if it is missing; ``list``
+    # uses ``words`` below. There is no silent switch from one to the other.
+    source: Literal["nltk", "list"] = "nltk"
+    keep_negations: bool = True
+    words: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _list_needs_words(self) -> StopwordsConfig:
+        if self.enabled and self.source == "list" and not self.words:
+            raise ValueError("preprocess.stopwords.words must list words when source is 'list'")
+        return self
+
+
+class CleaningConfig(_Section):
+    lowercase: bool = True
+    html_entities: bool = True
+    urls: Literal["keep", "remove", "token"] = "token"
+    mentions: Literal["keep", "remove", "token"] = "remove"
+    hashtags: Literal["keep", "strip_hash"] = "strip_hash"
+    numbers: Literal["keep", "remove", "token"] = "remove"
+    emoji: Literal["keep", "remove", "token"] = "token"
+    squeeze_repeats: bool = True
+
+
+class PreprocessConfig(_Section):
+    cleaning: CleaningConfig = CleaningConfig()
+    stopwords: StopwordsConfig = StopwordsConfig()
+    test_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    seed: int = 42
+
+
+# ---------------------------------------------------------------- featurize
+NgramRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+class ResamplingConfig(_Section):
+    strategy: Literal["smote", "none", "class_weight"] = "smote"
+    k_neighbors: Annotated[int, Field(ge=1)] = 5
+
+
+class FeaturizeConfig(_Section):
+    word_ngram_range: NgramRange = (1, 2)
+    char_ngrams: bool = False
+    char_ngram_range: NgramRange = (2, 5)
+    min_df: Annotated[int, Field(ge=1)] = 2
+    max_df: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    max_features: Annotated[int, Field(ge=1)] | None = 20000
+    sublinear_tf: bool = True
+    resampling: ResamplingConfig = ResamplingConfig()
+
+    @field_validator("word_ngram_range", "char_ngram_range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] > value[1]:
+            raise ValueError(f"n-gram range must be [low, high] with low <= high, got {list(value)}")
+        return value
+
+
+# ---------------------------------------------------------------- train
+class _Grid(_Section):
+    """A family's search space: every field is a non-empty list of values to try.
+
+    ``select_k`` is the number of TF-IDF columns kept by a chi-squared filter fitted inside each
+    training fold (null keeps all); every other field is a parameter of the classifier.
+    """
+
+    select_k: list[Annotated[int, Field(ge=1)] | None] = Field([None], min_length=1)
+
+    def as_param_grid(self) -> dict[str, list]:
+        """The grid in the step__param form of the family's imbalanced-learn Pipeline."""
+        grid: dict[str, list] = {}
+        for name, values in self:
+            if name == "select_k":
+                grid["select__k"] = ["all" if k is None else k for k in values]
+            else:
+                grid[f"clf__{name}"] = list(values)
+        return grid
+
+
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class LogRegGrid(_Grid):
+    C: list[PositiveFloat] = Field([1.0], min_length=1)
+    solver: list[Literal["lbfgs", "newton-cg", "saga"]] = Field(["lbfgs"], min_length=1)
+    max_iter: list[PositiveInt] = Field([1000], min_length=1)
+
+
+class NaiveBayesGrid(_Grid):
+    alpha: list[PositiveFloat] = Field([1.0], min_length=1)
+    fit_prior: list[bool] = Field([True], min_length=1)
+
+
+class RandomForestGrid(_Grid):
+    n_estimators: list[PositiveInt] = Field([200], min_length=1)
+    max_depth: list[PositiveInt | None] = Field([None], min_length=1)
+    min_samples_leaf: list[PositiveInt] = Field([1], min_length=1)
+    # Fraction of rows each tree bootstraps from (null: as many as the training fold has).
+    max_samples: list[Annotated[float, Field(gt=0.0, le=1.0)] | None] = Field([None], min_length=1)
+    max_features: list[Literal["sqrt", "log2"] | Annotated[float, Field(gt=0.0, le=1.0)]] = Field(["sqrt"], min_length=1)
+
+
+class XGBoostGrid(_Grid):
+    n_estimators: list[PositiveInt] = Field([200], min_length=1)
+    max_depth: list[PositiveInt] = Field([6], min_length=1)
+    learning_rate: list[PositiveFloat] = Field([0.1], min_length=1)
+    subsample: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field([1.0], min_length=1)
+    colsample_bytree: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field([1.0], min_length=1)
+    # Histogram bins per feature; TF-IDF columns lose little with few bins, and fitting speeds up.
+    max_bin: list[Annotated[int, Field(ge=2)]] = Field([256], min_length=1)
+
+
+FAMILY_GRIDS: dict[str, type[_Grid]] = {
+    "logreg": LogRegGrid,
+    "naive_bayes": NaiveBayesGrid,
+    "random_forest": RandomForestGrid,
+    "xgboost": XGBoostGrid,
+}
+Family = Literal["logreg", "naive_bayes", "random_forest", "xgboost"]
+
+
+class FamiliesConfig(_Section):
+    logreg: LogRegGrid = LogRegGrid()
+    naive_bayes: NaiveBayesGrid = NaiveBayesGrid()
+    random_forest: RandomForestGrid = RandomForestGrid()
+    xgboost: XGBoostGrid = XGBoostGrid()
+
+    def grid(self, family: str) -> _Grid:
+        if family not in FAMILY_GRIDS:
+            raise ConfigError(
+                f"unknown model family {family!r}; expected one of {sorted(FAMILY_GRIDS)}"
+            )
+        return getattr(self, family)
+
+
+class TrainConfig(_Section):
+    cv_folds: Annotated[int, Field(ge=2)] = 5
+    scoring: Literal["f1_macro"] = "f1_macro"
+    seed: int = 42
+    # Workers for the grid search; each model runs single-threaded so the machine is
+    # never oversubscribed.  -1 means one per core.
+    n_jobs: int = -1
+    families: FamiliesConfig = FamiliesConfig()
+
+
+# ---------------------------------------------------------------- params.yaml
+class Params(_Section):
+    download: DownloadConfig = DownloadConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    featurize: FeaturizeConfig = FeaturizeConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _format_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid parameters"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        lines.append(f"  {where}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; raise :class:`ConfigError` naming the bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameters file not found")
+    try:
+        raw = load_yaml(path)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, exc)) from exc

@@ -1,0 +1,70 @@
+"""Atomic file output: a failed or interrupted stage never leaves a partial file behind."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(target: Path | str) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
+
+    Works for files and directories. The temporary sibling lives on the same file system,
+    so the final ``os.replace`` is atomic; on error the temporary is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staged = tmp / target.name
+    try:
+        yield staged
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(data: Any, target: Path | str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path | str) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_csv(frame: pd.DataFrame, target: Path | str) -> None:
+    # Quoting every string keeps stray carriage returns inside tweets from splitting rows.
+    with atomic_path(target) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+
+
+def read_csv(path: Path | str) -> pd.DataFrame:
+    """Read a CSV this package wrote, keeping every field a string (no NaN for empty)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def write_joblib(obj: Any, target: Path | str) -> None:
+    with atomic_path(target) as tmp:
+        joblib.dump(obj, tmp, compress=3)
+
+
+def file_md5(path: Path | str) -> str:
+    digest = hashlib.md5()  # noqa: S324 - content fingerprint, same hash DVC uses
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,59 @@
+"""The select stage: choose the family with the best mean CV macro-F1 (never a test score)."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import version
+
+from sklearn.pipeline import Pipeline
+
+from sentiment_pipeline.errors import DataError
+
+RECORDED_LIBRARIES = ("scikit-learn", "imbalanced-learn", "xgboost", "numpy", "scipy", "pandas",
+                      "nltk", "dvc", "dvclive")
+
+
+def choose_family(summaries: list[dict]) -> dict:
+    """The summary with the highest mean CV macro-F1; ties go to the earlier family."""
+    if not summaries:
+        raise DataError("no cross-validation summaries to select from")
+    best = summaries[0]
+    for summary in summaries[1:]:
+        if summary["cv_f1_macro_mean"] > best["cv_f1_macro_mean"]:
+            best = summary
+    return best
+
+
+def final_model(vectorizer, candidate) -> Pipeline:
+    """Text in, class index out: the fitted TF-IDF followed by the winning candidate.
+
+    The candidate's resampling step only acts during fit, so it is dropped here."""
+    return Pipeline([
+        ("tfidf", vectorizer),
+        ("select", candidate.named_steps["select"]),
+        ("clf", candidate.named_steps["clf"]),
+    ])
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **{lib: version(lib) for lib in RECORDED_LIBRARIES}}
+
+
+def model_card(best: dict, summaries: list[dict], classes: list[str], train_md5: str,
+               n_features: int) -> dict:
+    return {
+        "family": best["family"],
+        "params": best["best_params"],
+        "cv_f1_macro_mean": best["cv_f1_macro_mean"],
+        "cv_f1_macro_std": best["cv_f1_macro_std"],
+        "cv_folds": best["cv_folds"],
+        "selected_by": "highest mean cross-validated macro-F1 on the training split",
+        "candidates": {
+            s["family"]: {"cv_f1_macro_mean": s["cv_f1_macro_mean"], "cv_f1_macro_std": s["cv_f1_macro_std"]}
+            for s in summaries
+        },
+        "classes": classes,
+        "n_features": n_features,
+        "training_data_md5": train_md5,
+        "libraries": library_versions(),
+    }

@@ -1,0 +1,13 @@
+from sentiment_pipeline import paths
+from sentiment_pipeline.config import load_params
+from sentiment_pipeline.features import featurize
+from sentiment_pipeline.files import read_csv, write_joblib, write_json
+
+
+def run(params_file=paths.PARAMS) -> None:
+    params = load_params(params_file)
+    train, test = read_csv(paths.TRAIN_FILE), read_csv(paths.TEST_FILE)
+    vectorizer, features, summary = featurize(train, test, params.featurize)
+    features.save(paths.FEATURES_DIR)
+    write_joblib(vectorizer, paths.VECTORIZER_FILE)
+    write_json(summary, paths.FEATURES_REPORT)

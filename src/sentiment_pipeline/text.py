@@ -1,0 +1,130 @@
+"""Tweet/review normalisation and stopword handling."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
+from sentiment_pipeline.errors import ResourceError
+
+URL_TOKEN, USER_TOKEN, NUMBER_TOKEN, EMOJI_TOKEN = "_url_", "_user_", "_num_", "_emoji_"
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_MENTION = re.compile(r"(?<![\w@])@\w+")
+_HASHTAG = re.compile(r"(?<![\w#])#(\w)")
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_EMOJI = re.compile(
+    "["
+    "\U0001f1e6-\U0001f1ff"  # regional indicators (flags)
+    "\U0001f300-\U0001faff"  # pictographs, emoticons, transport, supplemental symbols
+    "\u2600-\u27bf"  # miscellaneous symbols and dingbats
+    "\u2b00-\u2bff"  # arrows and stars
+    "\ufe0f\u200d"  # variation selector and zero-width joiner inside emoji sequences
+    "]+"
+)
+_APOSTROPHES = re.compile(r"[\u2018\u2019\u02bc`´]")
+_NOT_WORD = re.compile(r"[^\w\s']+")
+_REPEATS = re.compile(r"(\w)\1{2,}")
+_EDGE_APOSTROPHES = re.compile(r"(?<!\w)'+|'+(?!\w)")
+_SPACES = re.compile(r"\s+")
+
+# Words that flip sentiment. NLTK's English list holds them, and the n't contractions both
+# in full ("didn't") and as the stem its tokenizer leaves ("didn"); all are kept by default.
+_NEGATION_WORDS = frozenset({"no", "nor", "not", "never", "cannot", "ain"})
+_NEGATION_STEMS = frozenset({
+    "aren", "couldn", "didn", "doesn", "don", "hadn", "hasn", "haven", "isn", "mightn",
+    "mustn", "needn", "shan", "shouldn", "wasn", "weren", "won", "wouldn",
+})
+
+
+def is_negation(word: str) -> bool:
+    return word in _NEGATION_WORDS or word in _NEGATION_STEMS or word.endswith("n't")
+
+
+class TextNormalizer:
+    """Regex normalisation of short informal texts, configured by ``preprocess.cleaning``."""
+
+    def __init__(self, config: CleaningConfig, stopwords: frozenset[str] = frozenset()) -> None:
+        self.config = config
+        self.stopwords = stopwords
+
+    def __call__(self, text: str) -> str:
+        cfg = self.config
+        if cfg.html_entities:
+            text = html.unescape(text)
+        if cfg.lowercase:
+            text = text.lower()
+        text = _APOSTROPHES.sub("'", text)
+        text = _replace(_URL, text, cfg.urls, URL_TOKEN)
+        text = _replace(_MENTION, text, cfg.mentions, USER_TOKEN)
+        if cfg.hashtags == "strip_hash":
+            text = _HASHTAG.sub(r"\1", text)
+        text = _replace(_EMOJI, text, cfg.emoji, EMOJI_TOKEN)
+        text = _replace(_NUMBER, text, cfg.numbers, NUMBER_TOKEN)
+        if cfg.squeeze_repeats:
+            text = _REPEATS.sub(r"\1\1", text)
+        text = _NOT_WORD.sub(" ", text)
+        text = _EDGE_APOSTROPHES.sub(" ", text)
+        words = text.split()
+        if self.stopwords:
+            words = [w for w in words if w not in self.stopwords]
+        return " ".join(words)
+
+
+def _replace(pattern: re.Pattern[str], text: str, mode: str, token: str) -> str:
+    if mode == "keep":
+        return text
+    return pattern.sub(f" {token} " if mode == "token" else " ", text)
+
+
+def _project_nltk_dir() -> Path:
+    return Path.cwd() / ".nltk_data"
+
+
+def _find_first(find, *names: str):
+    """NLTK finds an unpacked corpus by its directory, a zipped one by a path inside the zip."""
+    for name in names[:-1]:
+        try:
+            return find(name)
+        except LookupError:
+            pass
+    return find(names[-1])
+
+
+def nltk_english_stopwords() -> list[str]:
+    """Read NLTK's English stopword list; fail with set-up instructions when it is missing."""
+    # Imported here: NLTK is slow to import and only this function needs it.
+    import nltk
+    from nltk.corpus.reader import WordListCorpusReader
+
+    local = str(_project_nltk_dir())
+    if local not in nltk.data.path:
+        nltk.data.path.append(local)
+    try:
+        # A fresh reader each time, not nltk.corpus.stopwords, which caches its first lookup.
+        root = _find_first(nltk.data.find, "corpora/stopwords", "corpora/stopwords.zip/stopwords/")
+        return WordListCorpusReader(root, ["english"], encoding="utf8").words()
+    except LookupError as exc:
+        searched = os.environ.get("NLTK_DATA") or "NLTK's default locations and ./.nltk_data"
+        raise ResourceError(
+            "NLTK's English stopword corpus was not found (searched "
+            f"{searched}). Run 'make install' (it fetches it with "
+            "'python -m nltk.downloader -d .nltk_data stopwords'), or point NLTK_DATA at a "
+            "directory holding corpora/stopwords.zip, or set preprocess.stopwords.source: list "
+            "with your own preprocess.stopwords.words."
+        ) from exc
+
+
+def build_stopwords(config: StopwordsConfig) -> frozenset[str]:
+    """The stopword set the cleaner removes, per ``preprocess.stopwords``."""
+    if not config.enabled:
+        return frozenset()
+    words = config.words if config.source == "list" else nltk_english_stopwords()
+    words = {_APOSTROPHES.sub("'", w.strip().lower()) for w in words if w.strip()}
+    if config.keep_negations:
+        words = {w for w in words if not is_negation(w)}
+    return frozenset(words)

@@ -1,0 +1,123 @@
+"""The train stage: one cross-validated grid search per model family."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.utils.class_weight import compute_sample_weight
+
+from sentiment_pipeline.config import ResamplingConfig, TrainConfig
+from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.models import build_pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    family: str
+    best_estimator: object
+    best_params: dict
+    cv_table: pd.DataFrame
+    summary: dict
+
+
+def _progress_bar():
+    """scikit-learn's own search progress bar (candidates x folds), on interactive terminals."""
+    if not sys.stderr.isatty():
+        return None
+    from sklearn.callback import ProgressBar
+
+    return ProgressBar(max_propagation_depth=0)
+
+
+def _check_folds(y: np.ndarray, folds: int) -> None:
+    counts = np.bincount(y)
+    if counts.min() < folds:
+        raise DataError(
+            f"the smallest class has {counts.min()} training rows, fewer than "
+            f"train.cv_folds={folds}; lower train.cv_folds or add data"
+        )
+
+
+def _config_name(param_key: str) -> str:
+    """``clf__C`` -> ``C``, ``select__k`` -> ``select_k``: the names params.yaml uses."""
+    step, name = param_key.split("__", 1)
+    return "select_k" if step == "select" else name
+
+
+def _config_value(value):
+    return None if value == "all" else value
+
+
+def _cv_table(search: GridSearchCV, param_names: list[str]) -> pd.DataFrame:
+    results = search.cv_results_
+    # Fit and score times are left out: they differ run to run and would make outputs churn.
+    table = pd.DataFrame({
+        _config_name(name): [_config_value(v) for v in results[f"param_{name}"]]
+        for name in param_names
+    })
+    folds = search.n_splits_
+    for i in range(folds):
+        table[f"split{i}_f1_macro"] = results[f"split{i}_test_score"]
+    table["mean_f1_macro"] = results["mean_test_score"]
+    table["std_f1_macro"] = results["std_test_score"]
+    table["rank"] = results["rank_test_score"]
+    return table.sort_values(["rank"], kind="stable").reset_index(drop=True)
+
+
+def grid_search(
+    family: str,
+    grid: dict[str, list],
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    config: TrainConfig,
+    resampling: ResamplingConfig,
+) -> SearchResult:
+    """Stratified K-fold grid search of ``family`` over ``grid`` (``step__param`` keys),
+    scored by macro-F1, with resampling inside each training fold. Refits the best candidate
+    on all of X."""
+    _check_folds(y, config.cv_folds)
+    fit_params = {}
+    if resampling.strategy == "class_weight":
+        # Every family accepts sample weights; GridSearchCV slices them per fold.
+        fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
+    n_candidates = int(np.prod([len(v) for v in grid.values()]))
+    log.info("%s: %d candidates x %d folds", family, n_candidates, config.cv_folds)
+    # Memory caches each fold's resampled matrix, so SMOTE runs once per fold, not per candidate.
+    with tempfile.TemporaryDirectory(prefix="sentiment-cv-cache-") as cache:
+        pipeline = build_pipeline(family, resampling, config.seed, memory=cache)
+        search = GridSearchCV(
+            pipeline,
+            param_grid=grid,
+            scoring=config.scoring,
+            cv=StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed),
+            n_jobs=config.n_jobs,
+            refit=True,
+            error_score="raise",
+        )
+        bar = _progress_bar()
+        if bar is not None:
+            search.set_callbacks(bar)
+        search.fit(X, y, **fit_params)
+        best = search.best_estimator_
+        best.set_params(memory=None)
+    best_params = {_config_name(k): _config_value(v) for k, v in search.best_params_.items()}
+    summary = {
+        "family": family,
+        "cv_f1_macro_mean": float(search.best_score_),
+        "cv_f1_macro_std": float(search.cv_results_["std_test_score"][search.best_index_]),
+        "n_candidates": n_candidates,
+        "cv_folds": config.cv_folds,
+        "best_params": best_params,
+    }
+    log.info("%s: best CV macro-F1 %.4f +/- %.4f with %s", family, summary["cv_f1_macro_mean"],
+             summary["cv_f1_macro_std"], best_params)
+    return SearchResult(family, best, best_params, _cv_table(search, list(grid)), summary)

@@ -1,0 +1,30 @@
+import subprocess
+import sys
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sentiment_pipeline", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bad_params_exit_non_zero_with_a_message_not_a_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text("train:\n  cv_folds: one\n")
+    result = run_cli("train", "--family", "logreg", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "train.cv_folds" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_family_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    result = run_cli("train", "--family", "svm", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "unknown model family 'svm'" in result.stderr
+
+
+def test_missing_input_file_leaves_no_output(tmp_path):
+    (tmp_path / "params.yaml").write_text("download:\n  source: file\n  path: nowhere.csv\n")
+    result = run_cli("download", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nowhere.csv: input file not found" in result.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.csv"))

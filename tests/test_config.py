@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from sentiment_pipeline.config import Params, load_params, load_yaml
+from sentiment_pipeline.errors import ConfigError
+
+from .conftest import PROJECT_ROOT
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_project_params_file_is_valid():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    assert params.download.source == "embedded_airline"
+    assert set(params.train.families.model_dump()) == {"logreg", "naive_bayes", "random_forest", "xgboost"}
+
+
+@pytest.mark.parametrize("literal, expected", [("1e-06", 1e-06), ("1e3", 1000.0), ("-2.5E-1", -0.25),
+                                               (".5", 0.5), ("3", 3)])
+def test_yaml_12_numbers_load_as_numbers(tmp_path, literal, expected):
+    # dvc exp run -S writes 1e-06, which YAML 1.1 (PyYAML) would read as a string.
+    data = load_yaml(write(tmp_path, f"value: {literal}\nlist: [{literal}, 1]\n"))
+    assert data["value"] == expected and type(data["value"]) is type(expected)
+    assert data["list"][0] == expected
+
+
+def test_strings_that_look_almost_numeric_stay_strings(tmp_path):
+    data = load_yaml(write(tmp_path, "a: 1e\nb: e5\nc: 1.2.3\nd: sqrt\n"))
+    assert data == {"a": "1e", "b": "e5", "c": "1.2.3", "d": "sqrt"}
+
+
+def test_exponent_floats_reach_typed_grid(tmp_path):
+    path = write(tmp_path, "train:\n  families:\n    logreg:\n      C: [1e-06, 1e2]\n")
+    assert load_params(path).train.families.logreg.C == [1e-06, 100.0]
+
+
+def test_grid_params_are_prefixed_by_pipeline_step():
+    grid = Params().train.families.random_forest.model_copy(update={"select_k": [None, 50]})
+    param_grid = grid.as_param_grid()
+    assert param_grid["select__k"] == ["all", 50]
+    assert param_grid["clf__n_estimators"] == [200]
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("train:\n  cv_folds: 1\n", "train.cv_folds"),
+        ("train:\n  families:\n    logreg:\n      C: []\n", "train.families.logreg.C"),
+        ("train:\n  families:\n    logreg:\n      C: [-1]\n", "train.families.logreg.C.0"),
+        ("train:\n  familes: {}\n", "train.familes"),
+        ("featurize:\n  word_ngram_range: [3, 1]\n", "featurize.word_ngram_range"),
+        ("download:\n  source: file\n", "download.path is required"),
+        ("preprocess:\n  stopwords:\n    source: list\n", "preprocess.stopwords.words"),
+    ],
+)
+def test_invalid_params_name_the_key(tmp_path, text, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_params(write(tmp_path, text))
+    assert fragment in str(info.value)
+    assert str(tmp_path / "params.yaml") in str(info.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(write(tmp_path, "train: [unclosed\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(write(tmp_path, "- a\n- b\n"))

@@ -1,0 +1,156 @@
+"""End to end: the real `dvc repro` on a small fixture in a temporary git repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import FIXTURES, PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+METRIC_FILES = ["metrics/data.json", "metrics/features.json", "metrics/selection.json",
+                "metrics/test.json", *(f"metrics/cv/{f}.json" for f in
+                                       ("logreg", "naive_bayes", "random_forest", "xgboost"))]
+
+
+def small_params() -> dict:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["download"].update(source="file", path="data/external/reviews.csv")
+    params["featurize"].update(max_features=2000, char_ngrams=False)
+    params["featurize"]["resampling"]["k_neighbors"] = 3
+    params["train"].update(cv_folds=3, n_jobs=1)
+    families = params["train"]["families"]
+    families["logreg"]["C"] = [0.5, 2.0]
+    families["random_forest"].update(select_k=[200], n_estimators=[10], min_samples_leaf=[1])
+    families["xgboost"].update(select_k=[200], n_estimators=[10], max_depth=[3])
+    return params
+
+
+class Repo:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+    def run(self, *args: str) -> str:
+        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def dvc(self, *args: str) -> str:
+        return self.run(sys.executable, "-m", "dvc", *args)
+
+    def git(self, *args: str) -> str:
+        return self.run("git", *args)
+
+    def metrics(self) -> dict[str, str]:
+        return {name: (self.root / name).read_text() for name in METRIC_FILES}
+
+    def output_hashes(self) -> dict[str, str]:
+        lock = yaml.safe_load((self.root / "dvc.lock").read_text())
+        return {out["path"]: out["md5"] for stage in lock["stages"].values()
+                for out in stage.get("outs", [])}
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.root / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Repo:
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "data/external").mkdir(parents=True)
+    shutil.copy(FIXTURES / "airline_sample.csv", root / "data/external/reviews.csv")
+    (root / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
+    repo = Repo(root)
+    repo.git("init", "-q", "-b", "main")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "project")
+    repo.dvc("repro")
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "first run")
+    return repo
+
+
+def test_repro_produces_every_output_and_an_up_to_date_lock(repo):
+    assert "up to date" in repo.dvc("status")
+    for name in ["data/raw/reviews.csv", "data/processed/train.csv", "data/features/X_train.npz",
+                 "models/vectorizer/tfidf.joblib", "models/final/model.joblib",
+                 "models/final/model_card.json", "plots/confusion_matrix.json",
+                 *(f"models/candidates/{f}/cv_results.csv" for f in
+                   ("logreg", "naive_bayes", "random_forest", "xgboost"))]:
+        assert (repo.root / name).is_file(), name
+    test = json.loads((repo.root / "metrics/test.json").read_text())
+    assert set(test["per_class"]) == {"negative", "neutral", "positive"}
+    # 300 real tweets: well above the 0.33 of guessing, far from perfect
+    assert 0.45 < test["accuracy"] < 1.0
+    selection = json.loads((repo.root / "metrics/selection.json").read_text())
+    cv = {f: json.loads((repo.root / f"metrics/cv/{f}.json").read_text())["cv_f1_macro_mean"]
+          for f in ("logreg", "naive_bayes", "random_forest", "xgboost")}
+    assert selection["family"] == max(cv, key=cv.get)
+    card = json.loads((repo.root / "models/final/model_card.json").read_text())
+    assert card["family"] == selection["family"]
+    assert card["classes"] == ["negative", "neutral", "positive"]
+
+
+def test_metrics_and_plots_are_git_tracked_and_data_is_not(repo):
+    tracked = set(repo.git("ls-files").split())
+    assert set(METRIC_FILES) <= tracked and "plots/confusion_matrix.json" in tracked
+    assert "dvc.lock" in tracked
+    outputs = [name for name in tracked if name.startswith(("data/raw", "data/processed", "models/"))
+               and not name.endswith(".gitignore")]
+    assert outputs == []
+    assert "test.json" in repo.dvc("metrics", "show")
+
+
+def test_forced_rerun_gives_identical_metrics(repo):
+    before, hashes_before = repo.metrics(), repo.output_hashes()
+    repo.dvc("repro", "--force")
+    assert repo.metrics() == before
+    hashes_after = repo.output_hashes()
+    changed = sorted(path for path in hashes_before if hashes_after[path] != hashes_before[path])
+    assert not changed, f"outputs differ between two identical runs: {changed}"
+
+
+def test_changing_one_family_grid_invalidates_only_that_family(repo):
+    params = repo.params()
+    params["train"]["families"]["naive_bayes"]["alpha"] = [0.5]
+    (repo.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        changed = json.loads(repo.dvc("status", "--json"))
+        assert set(changed) == {"train@naive_bayes"}
+        log = repo.dvc("repro")
+        running = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")}
+        assert running == {"train@naive_bayes", "select", "evaluate"}
+    finally:
+        repo.git("checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots")
+        repo.dvc("checkout", "--force")
+
+
+def test_exp_run_set_param_with_a_grid_list_and_a_scalar(repo):
+    repo.dvc("exp", "run", "--set-param", "train.families.logreg.C=[1e-06,1.5]",
+             "--set-param", "featurize.min_df=1")
+    params = repo.params()
+    assert params["featurize"]["min_df"] == 1
+    cv = json.loads((repo.root / "metrics/cv/logreg.json").read_text())
+    assert cv["n_candidates"] == 2
+    table = (repo.root / "models/candidates/logreg/cv_results.csv").read_text()
+    assert "1e-06" in table and "1.5" in table
+    assert "up to date" in repo.dvc("status")
+    experiments = json.loads(repo.dvc("exp", "show", "--json"))
+    assert len(experiments) >= 1

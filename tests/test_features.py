@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from sentiment_pipeline.config import FeaturizeConfig, ResamplingConfig
+from sentiment_pipeline.errors import ConfigError
+from sentiment_pipeline.features import FeatureSet, featurize, resampled_class_counts
+
+
+def split(frame):
+    return frame.iloc[: len(frame) * 3 // 4].reset_index(drop=True), frame.iloc[len(frame) * 3 // 4 :].reset_index(drop=True)
+
+
+def test_vectorizer_is_fitted_on_training_texts_only(separable_texts):
+    train, test = split(separable_texts)
+    test = test.assign(text=test["text"] + " testonlyword")
+    vectorizer, features, _ = featurize(train, test, FeaturizeConfig(min_df=1))
+    vocabulary = set(vectorizer.get_feature_names_out())
+    assert "testonlyword" not in vocabulary
+    assert features.X_train.shape[0] == len(train) and features.X_test.shape[0] == len(test)
+    assert features.X_train.shape[1] == features.X_test.shape[1] == len(vocabulary)
+
+
+def test_char_ngrams_add_columns_and_tokens_keep_contractions(separable_texts):
+    train, test = split(separable_texts)
+    train = train.assign(text=train["text"] + " didn't _url_")
+    words, _, _ = featurize(train, test, FeaturizeConfig(min_df=1))
+    both, features, summary = featurize(train, test, FeaturizeConfig(min_df=1, char_ngrams=True))
+    assert {"didn't", "_url_"} <= set(words.get_feature_names_out())
+    assert summary["n_features"] > len(words.get_feature_names_out())
+    assert features.X_train.shape[1] == summary["n_features"]
+
+
+def test_labels_are_encoded_in_sorted_order(separable_texts):
+    train, test = split(separable_texts)
+    _, features, summary = featurize(train, test, FeaturizeConfig())
+    assert features.classes == ["negative", "neutral", "positive"]
+    assert np.array_equal(np.asarray(features.classes)[features.y_train], train["label"].to_numpy())
+    assert summary["resampling"]["class_counts_before"] == train["label"].value_counts().sort_index().to_dict()
+
+
+def test_smote_plan_grows_minorities_to_the_majority():
+    counts = {"a": 50, "b": 20, "c": 10}
+    assert resampled_class_counts(counts, ResamplingConfig(strategy="smote")) == {"a": 50, "b": 50, "c": 50}
+    assert resampled_class_counts(counts, ResamplingConfig(strategy="class_weight")) == counts
+    with pytest.raises(ConfigError, match="k_neighbors=10"):
+        resampled_class_counts(counts, ResamplingConfig(strategy="smote", k_neighbors=10))
+
+
+def test_feature_set_round_trip(tmp_path, separable_texts):
+    train, test = split(separable_texts)
+    _, features, _ = featurize(train, test, FeaturizeConfig())
+    features.save(tmp_path / "features")
+    loaded = FeatureSet.load(tmp_path / "features")
+    assert (loaded.X_train != features.X_train).nnz == 0
+    assert np.array_equal(loaded.y_test, features.y_test) and loaded.classes == features.classes
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == sorted(FeatureSet.FILES)
+
+
+def test_fitted_vectorizer_carries_no_per_process_state(separable_texts):
+    # an id() cached by scikit-learn would make equal fits pickle to different bytes
+    train, test = split(separable_texts)
+    vectorizer, _, _ = featurize(train, test, FeaturizeConfig(char_ngrams=True))
+    for _, part in vectorizer.transformer_list:
+        assert "_stop_words_id" not in vars(part)
+    vectorizer.transform(["still works"])

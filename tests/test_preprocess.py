@@ -1,0 +1,62 @@
+import pandas as pd
+import pytest
+
+from sentiment_pipeline.config import PreprocessConfig
+from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.preprocess import deduplicate, preprocess
+
+
+def config(**overrides) -> PreprocessConfig:
+    return PreprocessConfig(stopwords={"enabled": False}, **overrides)
+
+
+def test_duplicates_are_removed_before_the_split(airline_sample):
+    # Every tweet three times: raw copies, and copies that differ only in case and mention.
+    variants = airline_sample.assign(text="@united " + airline_sample["text"].str.upper())
+    raw = pd.concat([airline_sample, airline_sample, variants], ignore_index=True)
+    result = preprocess(raw, config())
+    assert result.report["dropped"]["exact_duplicates"] >= len(airline_sample)
+    assert not set(result.train["text"]) & set(result.test["text"])
+    assert result.report["rows_out"] == len(result.train) + len(result.test)
+    assert result.report["rows_out"] <= len(airline_sample)
+
+
+def test_split_is_stratified_and_seeded(airline_sample):
+    first = preprocess(airline_sample, config(test_size=0.2, seed=1))
+    again = preprocess(airline_sample, config(test_size=0.2, seed=1))
+    other = preprocess(airline_sample, config(test_size=0.2, seed=2))
+    pd.testing.assert_frame_equal(first.train, again.train)
+    assert not first.test["text"].equals(other.test["text"])
+    train_share = first.train["label"].value_counts(normalize=True)
+    test_share = first.test["label"].value_counts(normalize=True)
+    assert (train_share - test_share).abs().max() < 0.03
+
+
+def test_outputs_keep_raw_text_and_report_class_counts(airline_sample):
+    result = preprocess(airline_sample, config())
+    assert list(result.train.columns) == ["text", "label", "raw"]
+    counts = result.report["class_counts"]
+    assert sum(counts["train"].values()) == len(result.train)
+    assert set(counts["test"]) == {"negative", "neutral", "positive"}
+
+
+def test_texts_empty_after_cleaning_are_dropped():
+    raw = pd.DataFrame({"text": ["@united", "http://t.co/x good", "bad", "ok", "fine", "great",
+                                 "awful", "nice", "poor", "meh"],
+                        "label": ["a", "b", "a", "b", "a", "b", "a", "b", "a", "b"]})
+    result = preprocess(raw, config(cleaning={"urls": "remove"}, test_size=0.25))
+    assert result.report["dropped"]["empty_after_cleaning"] == 1
+
+
+def test_conflicting_duplicate_labels_are_counted():
+    frame = pd.DataFrame({"text": ["a", "a", "b"], "raw": ["A", "a!", "b"], "label": ["x", "y", "x"]})
+    kept, counts = deduplicate(frame)
+    assert counts == {"exact_duplicates": 0, "normalised_duplicates": 1,
+                      "duplicate_groups_with_conflicting_labels": 1}
+    assert kept["label"].tolist() == ["x", "x"]
+
+
+def test_label_with_a_single_row_is_a_clear_error(airline_sample):
+    raw = pd.concat([airline_sample, pd.DataFrame({"text": ["lonely"], "label": ["rare"]})])
+    with pytest.raises(DataError, match=r"\['rare'\] have fewer than 2 rows"):
+        preprocess(raw, config())

@@ -1,0 +1,67 @@
+import pytest
+
+from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
+from sentiment_pipeline.errors import ResourceError
+from sentiment_pipeline.text import TextNormalizer, build_stopwords, is_negation
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("@united I LOVE it", "i love it"),
+        ("delayed &amp; rude", "delayed rude"),
+        ("see http://t.co/abc and www.x.com", "see _url_ and _url_"),
+        ("#fail again", "fail again"),
+        ("sooooo gooood!!!", "soo good"),
+        ("waited 2 hours, 10:30 flight", "waited hours flight"),
+        ("great flight 😍😍", "great flight _emoji_"),
+        ("I didn’t like it", "i didn't like it"),
+        ("'quoted' words", "quoted words"),
+        ("   ", ""),
+    ],
+)
+def test_default_cleaning(cleaning, raw, expected):
+    assert TextNormalizer(cleaning)(raw) == expected
+
+
+def test_cleaning_switches():
+    config = CleaningConfig(mentions="token", urls="remove", numbers="token", emoji="remove",
+                            lowercase=False, squeeze_repeats=False, hashtags="keep")
+    assert TextNormalizer(config)("@AA Sooo 2 late 😡 http://x.co #Fail") == "_user_ Sooo _num_ late Fail"
+
+
+def test_negations_are_recognised():
+    for word in ["not", "no", "nor", "never", "didn't", "don't", "didn", "wouldn", "won", "isn't"]:
+        assert is_negation(word), word
+    for word in ["the", "on", "again", "own", "down"]:
+        assert not is_negation(word), word
+
+
+def test_nltk_stopwords_keep_negations_by_default():
+    words = build_stopwords(StopwordsConfig())
+    assert {"the", "a", "is", "and"} <= words
+    assert not {"not", "no", "nor", "didn't", "didn", "don't"} & words
+    with_negations = build_stopwords(StopwordsConfig(keep_negations=False))
+    assert {"not", "no", "nor", "didn't"} <= with_negations
+
+
+def test_stopwords_are_removed_after_cleaning(cleaning):
+    normalizer = TextNormalizer(cleaning, build_stopwords(StopwordsConfig()))
+    assert normalizer("The flight was NOT on time and I didn't enjoy it") == "flight not time didn't enjoy"
+
+
+def test_explicit_stopword_list_and_disabled():
+    words = build_stopwords(StopwordsConfig(source="list", words=["The", " of ", "not"]))
+    assert words == {"the", "of"}
+    assert build_stopwords(StopwordsConfig(enabled=False)) == frozenset()
+
+
+def test_missing_nltk_corpus_says_how_to_get_it(monkeypatch, tmp_path):
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ResourceError) as info:
+        build_stopwords(StopwordsConfig())
+    message = str(info.value)
+    assert "nltk.downloader" in message and "NLTK_DATA" in message and "source: list" in message

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+from imblearn.over_sampling import SMOTE
+
+from sentiment_pipeline.config import FeaturizeConfig, Params, ResamplingConfig, TrainConfig
+from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.features import featurize
+from sentiment_pipeline.models import FAMILIES, build_pipeline
+from sentiment_pipeline.train import grid_search
+
+TRAIN = TrainConfig(cv_folds=3, n_jobs=1)
+
+
+@pytest.fixture(scope="module")
+def features(separable_texts):
+    train, test = separable_texts.iloc[:90], separable_texts.iloc[90:]
+    return featurize(train, test, FeaturizeConfig(min_df=1))[1]
+
+
+class RecordingSMOTE(SMOTE):
+    """SMOTE that records the size of every sample it resamples."""
+
+    seen: list[int] = []
+
+    def fit_resample(self, X, y, **params):
+        RecordingSMOTE.seen.append(X.shape[0])
+        return super().fit_resample(X, y, **params)
+
+
+def test_smote_runs_on_training_folds_only(features, monkeypatch):
+    import sentiment_pipeline.models as models
+
+    RecordingSMOTE.seen = []
+    monkeypatch.setattr(models, "SMOTE", RecordingSMOTE)
+    result = grid_search("logreg", {"clf__C": [1.0]}, features.X_train, features.y_train,
+                         TRAIN, ResamplingConfig(strategy="smote", k_neighbors=3))
+    n = features.X_train.shape[0]
+    # three training folds of about 2/3 of the rows, then the refit on all of them;
+    # never a validation fold on its own
+    fold_sizes, refit = RecordingSMOTE.seen[:-1], RecordingSMOTE.seen[-1]
+    assert len(fold_sizes) == 3 and all(abs(size - n * 2 / 3) <= 1 for size in fold_sizes)
+    assert refit == n
+    assert result.best_estimator.predict(features.X_test).shape == (features.X_test.shape[0],)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("strategy", ["smote", "class_weight", "none"])
+def test_every_family_and_strategy_searches_its_grid(features, family, strategy):
+    grid = getattr(Params().train.families, family).model_copy(update={"select_k": [None, 20]})
+    param_grid = grid.as_param_grid()
+    if family in ("random_forest", "xgboost"):
+        param_grid["clf__n_estimators"] = [5]
+    result = grid_search(family, param_grid, features.X_train, features.y_train, TRAIN,
+                         ResamplingConfig(strategy=strategy, k_neighbors=3))
+    assert result.summary["n_candidates"] == 2
+    assert len(result.cv_table) == 2
+    assert {"split0_f1_macro", "split2_f1_macro", "mean_f1_macro", "rank", "select_k"} <= set(result.cv_table)
+    assert result.best_params["select_k"] in (None, 20)
+    assert result.summary["cv_f1_macro_mean"] == result.cv_table["mean_f1_macro"].max()
+    # the vocabularies separate the classes: any family must beat chance by far
+    assert result.summary["cv_f1_macro_mean"] > 0.6
+
+
+def test_search_is_deterministic(features):
+    grid = {"clf__n_estimators": [5, 10], "clf__max_depth": [3]}
+    runs = [grid_search("xgboost", grid, features.X_train, features.y_train, TrainConfig(cv_folds=3, n_jobs=2),
+                        ResamplingConfig(k_neighbors=3)) for _ in range(2)]
+    assert runs[0].cv_table.equals(runs[1].cv_table)
+    assert np.array_equal(runs[0].best_estimator.predict_proba(features.X_test),
+                          runs[1].best_estimator.predict_proba(features.X_test))
+
+
+def test_too_few_rows_per_fold_is_a_clear_error(features):
+    with pytest.raises(DataError, match="fewer than train.cv_folds=50"):
+        grid_search("naive_bayes", {"clf__alpha": [1.0]}, features.X_train, features.y_train,
+                    TrainConfig(cv_folds=50), ResamplingConfig())
+
+
+def test_pipeline_steps():
+    pipeline = build_pipeline("logreg", ResamplingConfig(strategy="class_weight"), seed=0)
+    assert [name for name, _ in pipeline.steps] == ["select", "resample", "clf"]
+    assert pipeline.named_steps["resample"] == "passthrough"
+    assert isinstance(build_pipeline("logreg", ResamplingConfig(), 0).named_steps["resample"], SMOTE)
