@@ -9,6 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 
+# dvc runs stage commands (`python -m sentiment_pipeline ...`) with the PATH it was given.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
 # NLTK's stopword corpus: an NLTK_DATA from the environment wins, else a project-local copy.
 NLTK_DATA ?= $(CURDIR)/.nltk_data
 export NLTK_DATA
@@ -30,9 +33,12 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 install: $(VENV)/.synced stopwords  ## Create .venv from uv.lock and fetch the stopword corpus
 
+FIND_STOPWORDS := $(BIN)/python -c "import nltk; nltk.data.path.append('.nltk_data'); nltk.data.find('corpora/stopwords.zip')"
 stopwords: $(VENV)/.synced
-	@$(BIN)/python -c "import nltk, sys; nltk.data.path.append('.nltk_data'); nltk.data.find('corpora/stopwords.zip')" 2>/dev/null \
-	  || $(BIN)/python -m nltk.downloader --quiet -d "$(NLTK_DATA)" stopwords
+	@$(FIND_STOPWORDS) 2>/dev/null || { \
+	  $(BIN)/python -m nltk.downloader --quiet -d "$(NLTK_DATA)" stopwords; \
+	  $(FIND_STOPWORDS) 2>/dev/null || { echo "error: could not get NLTK's stopword corpus;" \
+	    "set NLTK_DATA to a directory holding corpora/stopwords.zip" >&2; exit 1; }; }
 
 repro: install  ## Run the whole pipeline (dvc repro) on the default data
 	$(BIN)/dvc repro
