@@ -116,6 +116,8 @@ def test_metrics_and_plots_are_git_tracked_and_data_is_not(repo):
                and not name.endswith(".gitignore")]
     assert outputs == []
     assert "test.json" in repo.dvc("metrics", "show")
+    plots = json.loads(repo.dvc("plots", "show", "--json"))
+    assert "plots/confusion_matrix.json" in plots["data"] and not plots.get("errors")
 
 
 def test_forced_rerun_gives_identical_metrics(repo):
