@@ -19,7 +19,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test lint clean
+.PHONY: help install stopwords repro test report clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -45,6 +45,10 @@ repro: install  ## Run the whole pipeline (dvc repro) on the default data
 
 test: install  ## Run the test suite (unit tests and an end-to-end dvc repro)
 	$(BIN)/pytest
+
+report: install  ## Markdown report of params/metrics changes vs BASE (default: merge-base with main)
+	$(BIN)/python -m sentiment_pipeline report $(if $(BASE),--base $(BASE)) --output report.md
+	@echo "wrote report.md"
 
 clean:  ## Remove the virtual environments
 	rm -rf $(VENV) .tools

@@ -3,84 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import FIXTURES, PROJECT_ROOT
+from .pipeline_repo import METRIC_FILES, Repo, create_project
 
 pytestmark = pytest.mark.e2e
-
-METRIC_FILES = ["metrics/data.json", "metrics/features.json", "metrics/selection.json",
-                "metrics/test.json", *(f"metrics/cv/{f}.json" for f in
-                                       ("logreg", "naive_bayes", "random_forest", "xgboost"))]
-
-
-def small_params() -> dict:
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["download"].update(source="file", path="data/external/reviews.csv")
-    params["featurize"].update(max_features=2000, char_ngrams=False)
-    params["featurize"]["resampling"]["k_neighbors"] = 3
-    params["train"].update(cv_folds=3, n_jobs=1)
-    families = params["train"]["families"]
-    families["logreg"]["C"] = [0.5, 2.0]
-    families["random_forest"].update(select_k=[200], n_estimators=[10], min_samples_leaf=[1])
-    families["xgboost"].update(select_k=[200], n_estimators=[10], max_depth=[3])
-    return params
-
-
-class Repo:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        bin_dir = str(Path(sys.executable).parent)
-        self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-                    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-
-    def run(self, *args: str) -> str:
-        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True,
-                                timeout=600)
-        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def dvc(self, *args: str) -> str:
-        return self.run(sys.executable, "-m", "dvc", *args)
-
-    def git(self, *args: str) -> str:
-        return self.run("git", *args)
-
-    def metrics(self) -> dict[str, str]:
-        return {name: (self.root / name).read_text() for name in METRIC_FILES}
-
-    def output_hashes(self) -> dict[str, str]:
-        lock = yaml.safe_load((self.root / "dvc.lock").read_text())
-        return {out["path"]: out["md5"] for stage in lock["stages"].values()
-                for out in stage.get("outs", [])}
-
-    def params(self) -> dict:
-        return yaml.safe_load((self.root / "params.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Repo:
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "data/external").mkdir(parents=True)
-    shutil.copy(FIXTURES / "airline_sample.csv", root / "data/external/reviews.csv")
-    (root / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
-    repo = Repo(root)
-    repo.git("init", "-q", "-b", "main")
-    repo.dvc("init", "-q")
-    repo.dvc("config", "core.analytics", "false")
-    repo.git("add", "-A")
-    repo.git("commit", "-qm", "project")
+    repo = create_project(tmp_path_factory.mktemp("project"))
     repo.dvc("repro")
     repo.git("add", "-A")
     repo.git("commit", "-qm", "first run")
@@ -132,7 +65,7 @@ def test_forced_rerun_gives_identical_metrics(repo):
 def test_changing_one_family_grid_invalidates_only_that_family(repo):
     params = repo.params()
     params["train"]["families"]["naive_bayes"]["alpha"] = [0.5]
-    (repo.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo.write_params(params)
     try:
         changed = json.loads(repo.dvc("status", "--json"))
         assert set(changed) == {"train@naive_bayes"}

@@ -91,6 +91,22 @@ def evaluate() -> None:
     _run(stage.run)
 
 
+@app.command()
+def report(
+    base: str = typer.Option(None, help="Base git revision [default: merge-base of HEAD and main]."),
+    output: Path = typer.Option(Path("report.md"), help="Where to write the markdown."),
+    wall_time: float = typer.Option(None, help="Pipeline wall time in seconds, for the report."),
+    fail_on_regression: bool = typer.Option(
+        False, help="Exit 1 when test macro-F1 fell more than report.max_f1_macro_drop."),
+    params: Path = ParamsOption,
+) -> None:
+    """Markdown report of params and metrics changes against a base revision."""
+    from sentiment_pipeline.stages import report as stage
+
+    _run(stage.run, base=base, output=output, wall_time=wall_time,
+         fail_on_regression=fail_on_regression, params_file=params)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="sentiment-pipeline")
 

@@ -213,12 +213,19 @@ class TrainConfig(_Section):
     families: FamiliesConfig = FamiliesConfig()
 
 
+# ---------------------------------------------------------------- report
+class ReportConfig(_Section):
+    # Fail the pull-request check when test macro-F1 drops by more than this (null: never).
+    max_f1_macro_drop: Annotated[float, Field(ge=0.0)] | None = None
+
+
 # ---------------------------------------------------------------- params.yaml
 class Params(_Section):
     download: DownloadConfig = DownloadConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     featurize: FeaturizeConfig = FeaturizeConfig()
     train: TrainConfig = TrainConfig()
+    report: ReportConfig = ReportConfig()
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:

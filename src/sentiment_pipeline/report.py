@@ -1,0 +1,250 @@
+"""Pull-request report: what changed in params and metrics against a base git revision.
+
+``gather`` does the I/O (git, ``dvc metrics/params diff``, files in the workspace); ``render``
+turns that into markdown and is a pure function, so every case (first run, added or removed
+metrics, nothing changed, a regression) is tested without a repository.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from sentiment_pipeline import paths
+from sentiment_pipeline.config import FAMILY_GRIDS
+from sentiment_pipeline.errors import PipelineError
+
+MARKER = "<!-- sentiment-pipeline-report -->"
+BASELINES = paths.METRICS_DIR / "baselines.json"
+
+
+@dataclass
+class Snapshot:
+    """The git-tracked results of one pipeline run."""
+
+    test: dict | None = None
+    selection: dict | None = None
+    cv: dict[str, dict] = field(default_factory=dict)
+    baselines: dict | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.test is None and self.selection is None and not self.cv
+
+
+@dataclass
+class ReportInputs:
+    base_rev: str
+    base: Snapshot
+    current: Snapshot
+    metrics_diff_md: str = ""
+    params_diff_md: str = ""
+    confusion: pd.DataFrame | None = None
+    wall_time_seconds: float | None = None
+    max_f1_macro_drop: float | None = None
+
+
+@dataclass
+class Report:
+    markdown: str
+    regression: str | None  # why the gate failed, or None
+
+
+# ------------------------------------------------------------------ gathering
+def _git(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def default_base(root: Path) -> str:
+    """The merge-base of HEAD with main (or origin/main)."""
+    for branch in ("main", "origin/main"):
+        result = _git("merge-base", "HEAD", branch, cwd=root)
+        if result.returncode == 0:
+            return result.stdout.strip()
+    raise PipelineError("cannot find a merge-base with 'main' or 'origin/main'; pass --base REV")
+
+
+def _read_json_at(root: Path, rev: str | None, path: Path) -> dict | None:
+    """A JSON file at ``rev`` (None: the workspace); None when it does not exist there."""
+    if rev is None:
+        file = root / path
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    result = _git("show", f"{rev}:{path.as_posix()}", cwd=root)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def read_snapshot(root: Path, rev: str | None) -> Snapshot:
+    cv = {}
+    for family in FAMILY_GRIDS:
+        summary = _read_json_at(root, rev, paths.cv_summary(family))
+        if summary is not None:
+            cv[family] = summary
+    return Snapshot(
+        test=_read_json_at(root, rev, paths.TEST_METRICS),
+        selection=_read_json_at(root, rev, paths.SELECTION),
+        cv=cv,
+        baselines=_read_json_at(root, rev, BASELINES),
+    )
+
+
+def _dvc_md(root: Path, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args, "--md"], cwd=root,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"'dvc {' '.join(args)}' failed: {result.stderr.strip()}")
+    table = result.stdout.strip()
+    # dvc prints a header with no rows when nothing differs
+    return table if table.count("\n") >= 2 else ""
+
+
+def confusion_table(root: Path) -> pd.DataFrame | None:
+    file = root / paths.CONFUSION_MATRIX
+    if not file.is_file():
+        return None
+    pairs = pd.DataFrame(json.loads(file.read_text(encoding="utf-8")))
+    return pd.crosstab(pairs["actual"], pairs["predicted"])
+
+
+def gather(root: Path, base_rev: str, wall_time_seconds: float | None = None,
+           max_f1_macro_drop: float | None = None) -> ReportInputs:
+    if _git("rev-parse", "--verify", "--quiet", f"{base_rev}^{{commit}}", cwd=root).returncode != 0:
+        raise PipelineError(f"base revision {base_rev!r} is not a commit in this repository")
+    return ReportInputs(
+        base_rev=base_rev,
+        base=read_snapshot(root, base_rev),
+        current=read_snapshot(root, None),
+        metrics_diff_md=_dvc_md(root, "metrics", "diff", base_rev),
+        params_diff_md=_dvc_md(root, "params", "diff", base_rev),
+        confusion=confusion_table(root),
+        wall_time_seconds=wall_time_seconds,
+        max_f1_macro_drop=max_f1_macro_drop,
+    )
+
+
+# ------------------------------------------------------------------ rendering
+def _delta(new: float | None, old: float | None) -> str:
+    if old is None and new is None:
+        return ""
+    if old is None:
+        return "new"
+    if new is None:
+        return "removed"
+    change = new - old
+    if abs(change) < 5e-5:
+        return "= 0.0000"
+    return f"{'▲' if change > 0 else '▼'} {change:+.4f}"
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _metric(snapshot: Snapshot, name: str) -> float | None:
+    return None if snapshot.test is None else snapshot.test.get(name)
+
+
+def _family(snapshot: Snapshot) -> str | None:
+    return None if snapshot.selection is None else snapshot.selection.get("family")
+
+
+def regression_reason(inputs: ReportInputs) -> str | None:
+    threshold = inputs.max_f1_macro_drop
+    new, old = _metric(inputs.current, "f1_macro"), _metric(inputs.base, "f1_macro")
+    if threshold is None or new is None or old is None:
+        return None
+    drop = old - new
+    if drop > threshold:
+        return (f"test macro-F1 dropped by {drop:.4f} ({old:.4f} → {new:.4f}), more than the "
+                f"{threshold:.4f} allowed by `report.max_f1_macro_drop`")
+    return None
+
+
+def _headline(inputs: ReportInputs) -> list[str]:
+    current, base = inputs.current, inputs.base
+    if current.empty:
+        return ["**No pipeline results in the workspace.** Run `dvc repro` first."]
+    family, base_family = _family(current), _family(base)
+    lines = [f"**Selected model:** `{family}`"
+             + ("" if base.empty else f" (base: `{base_family}`)" if base_family != family else " (unchanged)")]
+    if base.empty:
+        lines.append(f"_The base `{inputs.base_rev[:12]}` has no metrics yet: this is the first run._")
+    lines += ["", "| | base | this change | Δ |", "| --- | --- | --- | --- |"]
+    for label, name in (("test macro-F1", "f1_macro"), ("test accuracy", "accuracy"),
+                        ("test weighted F1", "f1_weighted")):
+        new, old = _metric(current, name), _metric(base, name)
+        lines.append(f"| {label} | {_fmt(old)} | {_fmt(new)} | {_delta(new, old)} |")
+    return lines
+
+
+def _cv_section(inputs: ReportInputs) -> list[str]:
+    families = [f for f in FAMILY_GRIDS if f in inputs.current.cv or f in inputs.base.cv]
+    if not families:
+        return ["_No cross-validation results._"]
+    selected = _family(inputs.current)
+    lines = ["| family | CV macro-F1 base | CV macro-F1 now | ± std | Δ | candidates |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for family in families:
+        new, old = inputs.current.cv.get(family), inputs.base.cv.get(family)
+        new_mean = None if new is None else new["cv_f1_macro_mean"]
+        old_mean = None if old is None else old["cv_f1_macro_mean"]
+        std = "—" if new is None else f"{new['cv_f1_macro_std']:.4f}"
+        count = "—" if new is None else str(new.get("n_candidates", "—"))
+        name = f"**{family}** ✓" if family == selected else family
+        lines.append(f"| {name} | {_fmt(old_mean)} | {_fmt(new_mean)} | {std} | "
+                     f"{_delta(new_mean, old_mean)} | {count} |")
+    return lines
+
+
+def _confusion_section(confusion: pd.DataFrame | None) -> list[str]:
+    if confusion is None:
+        return ["_No confusion matrix in the workspace._"]
+    labels = list(confusion.columns)
+    lines = ["| actual \\ predicted | " + " | ".join(labels) + " |",
+             "| --- |" + " --- |" * len(labels)]
+    for actual, row in confusion.iterrows():
+        cells = [f"**{row[p]}**" if p == actual else str(row[p]) for p in labels]
+        lines.append(f"| {actual} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _baselines_section(inputs: ReportInputs) -> list[str]:
+    baselines = inputs.current.baselines
+    if not baselines:
+        return ["_This run records no baselines (`metrics/baselines.json`)._"]
+    model_f1 = _metric(inputs.current, "f1_macro")
+    lines = ["| baseline | accuracy | macro-F1 | model ahead by |", "| --- | --- | --- | --- |"]
+    for name, scores in baselines.items():
+        ahead = "—" if model_f1 is None else f"{model_f1 - scores['f1_macro']:+.4f}"
+        lines.append(f"| {name} | {_fmt(scores.get('accuracy'))} | {_fmt(scores.get('f1_macro'))} | {ahead} |")
+    return lines
+
+
+def _wall_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "Pipeline wall time: not measured (pass `--wall-time`)."
+    minutes, secs = divmod(round(seconds), 60)
+    return f"Pipeline wall time: {minutes}m {secs:02d}s (`dvc repro`)."
+
+
+def render(inputs: ReportInputs) -> Report:
+    regression = regression_reason(inputs)
+    lines = [MARKER, "## Sentiment pipeline report", ""]
+    if regression:
+        lines += [f"> [!CAUTION]\n> **Regression gate failed:** {regression}.", ""]
+    if not inputs.metrics_diff_md and not inputs.params_diff_md and not inputs.base.empty:
+        lines += [f"**Nothing changed** against `{inputs.base_rev[:12]}`: same params, same metrics.", ""]
+    lines += _headline(inputs)
+    lines += ["", f"### Metrics diff (against `{inputs.base_rev[:12]}`)", ""]
+    lines.append(inputs.metrics_diff_md or "No metric changed.")
+    lines += ["", "### Params diff", ""]
+    lines.append(inputs.params_diff_md or "No parameter changed.")
+    lines += ["", "### Cross-validation by family", ""] + _cv_section(inputs)
+    lines += ["", "### Test confusion matrix", ""] + _confusion_section(inputs.confusion)
+    lines += ["", "### Baselines", ""] + _baselines_section(inputs)
+    lines += ["", _wall_time(inputs.wall_time_seconds), ""]
+    return Report(markdown="\n".join(lines), regression=regression)

@@ -1,0 +1,53 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import PROJECT_ROOT
+
+WORKFLOWS = sorted((PROJECT_ROOT / ".github/workflows").glob("*.yml"))
+ACTIONLINT = shutil.which("actionlint", path=str(Path(sys.executable).parent))
+
+
+def actionlint(*files: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([ACTIONLINT, "-no-color", *map(str, files)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_actionlint_is_installed():
+    assert ACTIONLINT, "actionlint comes with the dev dependencies (uv.lock)"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_actionlint_passes(workflow):
+    result = actionlint(workflow)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: pull_request\njobs:\n  x:\n    runs-on: ubuntu-latest\n"
+                   "    steps:\n      - run: echo ${{ github.event.nope.bad.. }}\n")
+    assert actionlint(bad).returncode != 0
+
+
+def test_pr_report_workflow_has_least_privilege_and_full_history():
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github/workflows/pr-report.yml").read_text())
+    assert workflow["permissions"] == {"contents": "read", "pull-requests": "write"}
+    steps = workflow["jobs"]["report"]["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert "--edit-last --create-if-none" in runs and "GITHUB_STEP_SUMMARY" in runs
+    assert "make repro" in runs
+
+
+def test_ci_workflow_runs_the_readme_test_command():
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github/workflows/ci.yml").read_text())
+    runs = [s.get("run", "") for s in workflow["jobs"]["tests"]["steps"]]
+    assert "make test" in runs
+    assert "make test" in (PROJECT_ROOT / "README.md").read_text()
+    assert "make test" in (PROJECT_ROOT / ".ci/run").read_text()
