@@ -12,7 +12,7 @@ import yaml
 
 from .conftest import FIXTURES, PROJECT_ROOT
 
-METRIC_FILES = ["metrics/data.json", "metrics/features.json", "metrics/selection.json",
+METRIC_FILES = ["metrics/download.json", "metrics/data.json", "metrics/features.json", "metrics/selection.json",
                 "metrics/test.json", *(f"metrics/cv/{f}.json" for f in
                                        ("logreg", "naive_bayes", "random_forest", "xgboost"))]
 

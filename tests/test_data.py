@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sentiment_pipeline.config import DownloadConfig
-from sentiment_pipeline.data import load_embedded, load_source
+from sentiment_pipeline.data import drop_dirty_rows, load_embedded, load_source
 from sentiment_pipeline.errors import DataError
 
 
@@ -58,12 +58,16 @@ def test_missing_file_and_unknown_suffix(tmp_path):
         load_source(DownloadConfig(source="file", path=odd))
 
 
-def test_empty_text_or_label_names_the_row(tmp_path):
+def test_empty_label_names_the_row_while_blank_text_is_left_to_the_dirty_row_filter(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("text,label\nfine,pos\n,neg\nok,\n")
     with pytest.raises(DataError) as info:
         load_source(DownloadConfig(source="file", path=path))
-    assert "'text'" in str(info.value) and "row(s) 2" in str(info.value)
+    assert "'label'" in str(info.value) and "row(s) 3" in str(info.value)
+    path.write_text("text,label\nfine,pos\n  ,neg\nok,neg\nfine,pos\n")
+    frame, dropped = drop_dirty_rows(load_source(DownloadConfig(source="file", path=path)))
+    assert dropped == {"blank_text": 1, "exact_duplicates": 1}
+    assert frame["text"].tolist() == ["fine", "ok"]
 
 
 def test_undecodable_bytes_name_the_encoding(tmp_path):

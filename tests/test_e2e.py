@@ -43,7 +43,8 @@ def test_repro_produces_every_output_and_an_up_to_date_lock(repo):
 
 def test_metrics_and_plots_are_git_tracked_and_data_is_not(repo):
     tracked = set(repo.git("ls-files").split())
-    assert set(METRIC_FILES) <= tracked and "plots/confusion_matrix.json" in tracked
+    assert set(METRIC_FILES) <= tracked
+    assert {"plots/confusion_matrix.json", "plots/class_distribution.json"} <= tracked
     assert "dvc.lock" in tracked
     outputs = [name for name in tracked if name.startswith(("data/raw", "data/processed", "models/"))
                and not name.endswith(".gitignore")]
@@ -51,6 +52,7 @@ def test_metrics_and_plots_are_git_tracked_and_data_is_not(repo):
     assert "test.json" in repo.dvc("metrics", "show")
     plots = json.loads(repo.dvc("plots", "show", "--json"))
     assert "plots/confusion_matrix.json" in plots["data"] and not plots.get("errors")
+    assert "plots/class_distribution.json" in plots["data"]
 
 
 def test_forced_rerun_gives_identical_metrics(repo):

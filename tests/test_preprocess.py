@@ -38,6 +38,14 @@ def test_outputs_keep_raw_text_and_report_class_counts(airline_sample):
     counts = result.report["class_counts"]
     assert sum(counts["train"].values()) == len(result.train)
     assert set(counts["test"]) == {"negative", "neutral", "positive"}
+    assert counts["raw"] == {"negative": 150, "neutral": 80, "positive": 70}
+    assert sum(counts["deduplicated"].values()) == result.report["rows_out"]
+    lengths = result.report["text_length"]
+    assert 0 < lengths["words"]["p5"] <= lengths["words"]["p50"] <= lengths["words"]["p95"] <= lengths["words"]["max"]
+    assert lengths["chars"]["p50"] > lengths["words"]["p50"]
+    plotted = {(row["stage"], row["label"]): row["count"] for row in result.class_distribution}
+    assert plotted[("raw", "neutral")] == 80
+    assert sum(c for (stage, _), c in plotted.items() if stage == "test") == len(result.test)
 
 
 def test_texts_empty_after_cleaning_are_dropped():

@@ -49,19 +49,44 @@ class _Section(BaseModel):
 
 
 # ---------------------------------------------------------------- download
+AMAZON_3_CLASS = {1: "negative", 2: "negative", 3: "neutral", 4: "positive", 5: "positive"}
+
+
 class DownloadConfig(_Section):
-    source: Literal["embedded_airline", "embedded_all", "file"] = "embedded_airline"
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: Literal["embedded_airline", "embedded_all", "file", "url"] = "embedded_airline"
     path: Path | None = None
+    url: str | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
-    text_column: str = "text"
+    # generic: text and label columns; amazon_reviews_2023: title + text, label from the rating
+    schema_: Literal["generic", "amazon_reviews_2023"] = Field("generic", alias="schema")
+    text_column: str | list[str] = "text"
     label_column: str = "label"
+    rating_column: str = "rating"
+    rating_labels: dict[int, str] = Field(default_factory=lambda: dict(AMAZON_3_CLASS))
+    labels: list[str] | None = None
+    min_rows: Annotated[int, Field(ge=1)] = 10
     encoding: str = "utf-8"
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    retries: Annotated[int, Field(ge=0)] = 3
+    backoff_seconds: Annotated[float, Field(ge=0)] = 1.0
 
     @model_validator(mode="after")
-    def _file_needs_path(self) -> DownloadConfig:
+    def _source_needs_location(self) -> DownloadConfig:
         if self.source == "file" and self.path is None:
             raise ValueError("download.path is required when download.source is 'file'")
+        if self.source == "url" and (self.url is None or self.sha256 is None):
+            raise ValueError("download.url and download.sha256 are required when download.source is 'url'")
         return self
+
+    @property
+    def text_columns(self) -> list[str]:
+        """Columns joined (with a space) into the text; Amazon reviews default to title + text."""
+        if self.schema_ == "amazon_reviews_2023" and "text_column" not in self.model_fields_set:
+            return ["title", "text"]
+        return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
 
 
 # ---------------------------------------------------------------- preprocess

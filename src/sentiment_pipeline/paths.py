@@ -21,6 +21,7 @@ FINAL_MODEL = FINAL_DIR / "model.joblib"
 MODEL_CARD = FINAL_DIR / "model_card.json"
 
 METRICS_DIR = Path("metrics")
+DOWNLOAD_REPORT = METRICS_DIR / "download.json"
 DATA_REPORT = METRICS_DIR / "data.json"
 FEATURES_REPORT = METRICS_DIR / "features.json"
 CV_METRICS_DIR = METRICS_DIR / "cv"
@@ -29,6 +30,7 @@ TEST_METRICS = METRICS_DIR / "test.json"
 
 PLOTS_DIR = Path("plots")
 CONFUSION_MATRIX = PLOTS_DIR / "confusion_matrix.json"
+CLASS_DISTRIBUTION = PLOTS_DIR / "class_distribution.json"
 
 
 def candidate_dir(family: str) -> Path:

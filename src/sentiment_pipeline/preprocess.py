@@ -21,6 +21,25 @@ class PreprocessResult:
     train: pd.DataFrame
     test: pd.DataFrame
     report: dict = field(default_factory=dict)
+    class_distribution: list[dict] = field(default_factory=list)
+
+
+def _class_counts(labels: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
+
+
+def length_percentiles(texts: pd.Series) -> dict[str, dict[str, float]]:
+    """5th/50th/95th percentile and maximum length of the cleaned texts, in chars and words."""
+    lengths = {"chars": texts.str.len(), "words": texts.str.count(" ") + 1}
+    return {unit: {"p5": float(v.quantile(0.05)), "p50": float(v.quantile(0.5)),
+                   "p95": float(v.quantile(0.95)), "max": int(v.max())}
+            for unit, v in lengths.items()}
+
+
+def class_distribution_rows(stages: dict[str, pd.Series]) -> list[dict]:
+    """Rows for the class-distribution bar plot: one per (stage, label)."""
+    return [{"stage": stage, "label": label, "count": count, "group": f"{stage}: {label}"}
+            for stage, labels in stages.items() for label, count in _class_counts(labels).items()]
 
 
 def clean_texts(texts: pd.Series, normalizer: TextNormalizer) -> pd.Series:
@@ -80,9 +99,12 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         "train_rows": len(train),
         "test_rows": len(test),
         "class_counts": {
-            "train": train["label"].value_counts().sort_index().to_dict(),
-            "test": test["label"].value_counts().sort_index().to_dict(),
+            "raw": _class_counts(raw["label"]),
+            "deduplicated": _class_counts(frame["label"]),
+            "train": _class_counts(train["label"]),
+            "test": _class_counts(test["label"]),
         },
+        "text_length": length_percentiles(frame["text"]),
         "stopwords": {
             "count": len(stopwords),
             "md5": hashlib.md5("\n".join(sorted(stopwords)).encode()).hexdigest(),  # noqa: S324
@@ -90,4 +112,6 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
     }
     log.info("%d rows in, %d kept (%s dropped), train %d / test %d", len(raw), len(frame),
              report["dropped"], len(train), len(test))
-    return PreprocessResult(train=train, test=test, report=report)
+    distribution = class_distribution_rows({"raw": raw["label"], "deduplicated": frame["label"],
+                                            "train": train["label"], "test": test["label"]})
+    return PreprocessResult(train=train, test=test, report=report, class_distribution=distribution)

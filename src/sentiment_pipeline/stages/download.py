@@ -1,10 +1,23 @@
+import logging
+
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import load_params
-from sentiment_pipeline.data import load_source
-from sentiment_pipeline.files import write_csv
+from sentiment_pipeline.data import check_counts, drop_dirty_rows, load_source, source_name
+from sentiment_pipeline.files import write_csv, write_json
+
+log = logging.getLogger(__name__)
 
 
 def run(params_file=paths.PARAMS) -> None:
     params = load_params(params_file)
-    frame = load_source(params.download)
+    config = params.download
+    frame = load_source(config)
+    rows_in = len(frame)
+    frame, dropped = drop_dirty_rows(frame)
+    check_counts(frame, source_name(config), config.min_rows, params.train.cv_folds)
+    log.info("%s: %d rows in, %d kept; dropped %s; labels %s", source_name(config), rows_in,
+             len(frame), dropped, frame["label"].value_counts().to_dict())
     write_csv(frame, paths.RAW_FILE)
+    write_json({"rows_in": rows_in, "dropped": dropped, "rows_out": len(frame),
+                "class_counts": frame["label"].value_counts().sort_index().to_dict()},
+               paths.DOWNLOAD_REPORT)

@@ -12,3 +12,4 @@ def run(params_file=paths.PARAMS) -> None:
     write_csv(result.train, paths.TRAIN_FILE)
     write_csv(result.test, paths.TEST_FILE)
     write_json(result.report, paths.DATA_REPORT)
+    write_json(result.class_distribution, paths.CLASS_DISTRIBUTION)
