@@ -8,12 +8,11 @@ import json
 import threading
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from sentiment_pipeline.config import DownloadConfig
 from sentiment_pipeline.data import load_source
-from sentiment_pipeline.errors import ConfigError, DataError
+from sentiment_pipeline.errors import DataError
 
 CSV = b"title,body,label\nGreat,loved it,pos\nBad,\"broke, sadly\",neg\nOk,fine I guess,neu\n"
 

@@ -70,7 +70,7 @@ def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[
             f"label(s) {sorted(too_small.index)} have fewer than 2 rows after deduplication; "
             "a stratified train/test split needs at least 2 per label"
         )
-    n_test = test_size if isinstance(test_size, int) else int(round(test_size * len(frame)))
+    n_test = int(round(test_size * len(frame)))
     if n_test < len(class_counts) or len(frame) - n_test < len(class_counts):
         raise DataError(
             f"{len(frame)} rows cannot be split with preprocess.test_size={test_size} so that "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import os
 import re
-from functools import cached_property
 from pathlib import Path
 
 from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
