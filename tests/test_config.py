@@ -72,3 +72,12 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(write(tmp_path, "train: [unclosed\n"))
     with pytest.raises(ConfigError, match="mapping"):
         load_params(write(tmp_path, "- a\n- b\n"))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("train:\n  n_jobs: 0\n", "train.n_jobs"),
+    ("download:\n  text_column: []\n", "download.text_column"),
+])
+def test_values_that_would_fail_later_are_refused_up_front(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_params(write(tmp_path, text))

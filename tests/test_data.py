@@ -83,3 +83,15 @@ def test_empty_file(tmp_path):
     path.write_text("text,label\n")
     with pytest.raises(DataError, match="no rows"):
         load_source(DownloadConfig(source="file", path=path))
+
+
+def test_allowed_labels_apply_to_the_embedded_corpus_too():
+    with pytest.raises(DataError, match=r"\['neutral'\]"):
+        load_source(DownloadConfig(source="embedded_airline", labels=["negative", "positive"]))
+
+
+def test_unknown_encoding_is_named(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("text,label\na,b\n")
+    with pytest.raises(DataError, match="unknown encoding 'utf9'"):
+        load_source(DownloadConfig(source="file", path=path, encoding="utf9"))

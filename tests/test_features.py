@@ -63,3 +63,9 @@ def test_fitted_vectorizer_carries_no_per_process_state(separable_texts):
     for _, part in vectorizer.transformer_list:
         assert "_stop_words_id" not in vars(part)
     vectorizer.transform(["still works"])
+
+
+def test_impossible_document_frequency_bounds_name_the_params(separable_texts):
+    train, test = split(separable_texts)
+    with pytest.raises(ConfigError, match="featurize.min_df=500"):
+        featurize(train, test, FeaturizeConfig(min_df=500))

@@ -68,3 +68,17 @@ def test_label_with_a_single_row_is_a_clear_error(airline_sample):
     raw = pd.concat([airline_sample, pd.DataFrame({"text": ["lonely"], "label": ["rare"]})])
     with pytest.raises(DataError, match=r"\['rare'\] have fewer than 2 rows"):
         preprocess(raw, config())
+
+
+def test_nothing_left_after_cleaning_is_a_clear_error():
+    raw = pd.DataFrame({"text": ["@united", "@jetblue http://t.co/x"], "label": ["a", "b"]})
+    with pytest.raises(DataError, match="preprocess.cleaning"):
+        preprocess(raw, config(cleaning={"urls": "remove"}))
+
+
+def test_split_size_check_matches_scikit_learn():
+    raw = pd.DataFrame({"text": list("abcdefghij"), "label": list("aaaabbbccc")})
+    result = preprocess(raw, config(test_size=0.25))
+    assert (len(result.train), len(result.test)) == (7, 3)
+    with pytest.raises(DataError, match="test_size=0.71"):
+        preprocess(raw, config(test_size=0.71))

@@ -62,7 +62,7 @@ class DownloadConfig(_Section):
     format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
     # generic: text and label columns; amazon_reviews_2023: title + text, label from the rating
     schema_: Literal["generic", "amazon_reviews_2023"] = Field("generic", alias="schema")
-    text_column: str | list[str] = "text"
+    text_column: str | Annotated[list[str], Field(min_length=1)] = "text"
     label_column: str = "label"
     rating_column: str = "rating"
     rating_labels: dict[int, str] = Field(default_factory=lambda: dict(AMAZON_3_CLASS))
@@ -235,6 +235,13 @@ class TrainConfig(_Section):
     # Workers for the grid search; each model runs single-threaded so the machine is
     # never oversubscribed.  -1 means one per core.
     n_jobs: int = -1
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _n_jobs_not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("train.n_jobs must be a positive count or negative (-1: all cores), not 0")
+        return value
     families: FamiliesConfig = FamiliesConfig()
 
 

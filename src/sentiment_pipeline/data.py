@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -100,6 +101,8 @@ def parse_table(path: Path, fmt: str, compression: str | None, encoding: str, na
         ) from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{name}: the file is empty (expected a header row and data rows)") from exc
+    except LookupError as exc:
+        raise DataError(f"{name}: unknown encoding {encoding!r} (download.encoding)") from exc
     except (ValueError, OSError, EOFError, pd.errors.ParserError) as exc:
         raise DataError(f"{name}: could not read as {fmt}: {exc}") from exc
 
@@ -238,7 +241,7 @@ def _text_cells(frame: pd.DataFrame, column: str, name: str) -> pd.Series:
 def _labels_from_ratings(frame: pd.DataFrame, config: DownloadConfig, name: str) -> pd.Series:
     column = config.rating_column
     ratings = pd.to_numeric(frame[column], errors="coerce")
-    bad = ratings.isna() | (ratings != ratings.round())
+    bad = ~np.isfinite(ratings) | (ratings != ratings.round())
     if bad.any():
         raise DataError(f"{name}: column {column!r} holds no whole-number rating in data row(s) "
                         f"{_rows(frame.index[bad])}")
@@ -275,7 +278,8 @@ def to_text_label(frame: pd.DataFrame, config: DownloadConfig, name: str) -> pd.
 
 
 def _check_labels(labels: pd.Series, config: DownloadConfig, name: str) -> None:
-    column = "rating" if config.schema_ == "amazon_reviews_2023" else config.label_column
+    column = (f"{config.rating_column}' via 'download.rating_labels"
+              if config.schema_ == "amazon_reviews_2023" else config.label_column)
     blank = labels == ""
     if blank.any():
         raise DataError(f"{name}: column {column!r} is empty in data row(s) {_rows(labels.index[blank])}")
@@ -328,7 +332,9 @@ def load_source(config: DownloadConfig) -> pd.DataFrame:
     elif config.source == "url":
         raw = load_url(config)
     else:
-        return load_embedded(airline_only=config.source == "embedded_airline")
+        embedded = load_embedded(airline_only=config.source == "embedded_airline")
+        _check_labels(embedded["label"], config, name)
+        return embedded
     if raw.empty:
         raise DataError(f"{name}: no rows (the file has a header but no data)")
     return to_text_label(raw, config, name)

@@ -109,7 +109,13 @@ def encode_labels(train: pd.Series, test: pd.Series) -> tuple[np.ndarray, np.nda
 def featurize(train: pd.DataFrame, test: pd.DataFrame, config: FeaturizeConfig):
     """Fit TF-IDF on ``train`` only; return the fitted vectorizer, features and a summary."""
     vectorizer = build_vectorizer(config)
-    X_train = vectorizer.fit_transform(train["text"]).tocsr()
+    try:
+        X_train = vectorizer.fit_transform(train["text"]).tocsr()
+    except ValueError as exc:  # e.g. min_df/max_df leave no terms for this many texts
+        raise ConfigError(
+            f"TF-IDF cannot be fitted on {len(train)} training texts with featurize.min_df="
+            f"{config.min_df}, max_df={config.max_df}: {exc}"
+        ) from exc
     X_test = vectorizer.transform(test["text"]).tocsr()
     make_picklable_deterministic(vectorizer)
     y_train, y_test, classes = encode_labels(train["label"], test["label"])

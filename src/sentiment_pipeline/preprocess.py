@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import logging
 from dataclasses import dataclass, field
 
@@ -70,7 +71,7 @@ def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[
             f"label(s) {sorted(too_small.index)} have fewer than 2 rows after deduplication; "
             "a stratified train/test split needs at least 2 per label"
         )
-    n_test = int(round(test_size * len(frame)))
+    n_test = math.ceil(test_size * len(frame))  # as train_test_split computes it
     if n_test < len(class_counts) or len(frame) - n_test < len(class_counts):
         raise DataError(
             f"{len(frame)} rows cannot be split with preprocess.test_size={test_size} so that "
@@ -91,6 +92,11 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
     empty = frame["text"] == ""
     frame = frame[~empty]
     frame, dup_counts = deduplicate(frame)
+    if frame.empty:
+        raise DataError(
+            f"no text is left after cleaning all {len(raw)} rows; check preprocess.cleaning "
+            "and preprocess.stopwords"
+        )
     train, test = stratified_split(frame, config.test_size, config.seed)
     report = {
         "rows_in": len(raw),

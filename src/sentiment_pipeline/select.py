@@ -36,7 +36,9 @@ def final_model(vectorizer, candidate) -> Pipeline:
 
 
 def library_versions() -> dict[str, str]:
-    return {"python": platform.python_version(), **{lib: version(lib) for lib in RECORDED_LIBRARIES}}
+    # major.minor only: a patch release of Python must not change the output's hash
+    python = ".".join(platform.python_version_tuple()[:2])
+    return {"python": python, **{lib: version(lib) for lib in RECORDED_LIBRARIES}}
 
 
 def model_card(best: dict, summaries: list[dict], classes: list[str], train_md5: str,

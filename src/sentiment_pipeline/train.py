@@ -14,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils.class_weight import compute_sample_weight
 
 from sentiment_pipeline.config import ResamplingConfig, TrainConfig
-from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.errors import ConfigError, DataError
 from sentiment_pipeline.models import build_pipeline
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,21 @@ def _progress_bar():
     return ProgressBar(max_propagation_depth=0)
 
 
-def _check_folds(y: np.ndarray, folds: int) -> None:
+def _check_folds(y: np.ndarray, folds: int, resampling: ResamplingConfig) -> None:
     counts = np.bincount(y)
     if counts.min() < folds:
         raise DataError(
             f"the smallest class has {counts.min()} training rows, fewer than "
             f"train.cv_folds={folds}; lower train.cv_folds or add data"
+        )
+    # A training fold keeps all but about 1/folds of each class; SMOTE needs more rows than
+    # k_neighbors in every class it oversamples.
+    smallest_fold = int(counts.min() - np.ceil(counts.min() / folds))
+    if resampling.strategy == "smote" and smallest_fold <= resampling.k_neighbors:
+        raise ConfigError(
+            f"featurize.resampling.k_neighbors={resampling.k_neighbors} needs more rows than that "
+            f"in every class of a training fold; with train.cv_folds={folds} the smallest class "
+            f"has {smallest_fold}. Lower k_neighbors or cv_folds, or use another strategy"
         )
 
 
@@ -84,7 +93,7 @@ def grid_search(
     """Stratified K-fold grid search of ``family`` over ``grid`` (``step__param`` keys),
     scored by macro-F1, with resampling inside each training fold. Refits the best candidate
     on all of X."""
-    _check_folds(y, config.cv_folds)
+    _check_folds(y, config.cv_folds, resampling)
     fit_params = {}
     if resampling.strategy == "class_weight":
         # Every family accepts sample weights; GridSearchCV slices them per fold.
