@@ -19,7 +19,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test report clean
+.PHONY: help install stopwords repro test report bench clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -49,6 +49,10 @@ test: install  ## Run the test suite (unit tests and an end-to-end dvc repro)
 report: install  ## Markdown report of params/metrics changes vs BASE (default: merge-base with main)
 	$(BIN)/python -m sentiment_pipeline report $(if $(BASE),--base $(BASE)) --output report.md
 	@echo "wrote report.md"
+
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick" or "--skip-naive --runs 1".
+bench: install  ## Time the pipeline against a naive grid search, and preprocess/featurize growth (long)
+	$(BIN)/python -m sentiment_pipeline.benchmark $(BENCH_ARGS)
 
 clean:  ## Remove the virtual environments
 	rm -rf $(VENV) .tools

@@ -12,9 +12,19 @@ import yaml
 
 from .conftest import FIXTURES, PROJECT_ROOT
 
+FAMILIES = ("linear_svm", "logreg", "naive_bayes", "random_forest", "xgboost")
 METRIC_FILES = ["metrics/download.json", "metrics/data.json", "metrics/features.json", "metrics/selection.json",
-                "metrics/test.json", *(f"metrics/cv/{f}.json" for f in
-                                       ("logreg", "naive_bayes", "random_forest", "xgboost"))]
+                "metrics/test.json", *(f"metrics/cv/{f}.json" for f in FAMILIES)]
+# Measured seconds: the only outputs allowed to differ between identical runs.
+TIMING_FILES = [f"metrics/timing/{f}.json" for f in FAMILIES]
+CLASSES = ("negative", "neutral", "positive")  # of the fixture
+# Git-tracked evaluation outputs beyond the metrics: each must exist and be byte-identical
+# across two forced runs.
+EVALUATION_FILES = ["metrics/baselines.json", "metrics/error_analysis.csv", "metrics/model_card.md",
+                    "plots/confusion_matrix.json", "plots/confusion_matrix_normalized.json",
+                    "plots/calibration.json", "plots/cv_comparison.json",
+                    *(f"plots/roc/{c}.json" for c in CLASSES),
+                    *(f"plots/precision_recall/{c}.json" for c in CLASSES)]
 
 
 def small_params() -> dict:
@@ -51,7 +61,7 @@ class Repo:
         return self.run("git", *args)
 
     def metrics(self) -> dict[str, str]:
-        return {name: (self.root / name).read_text() for name in METRIC_FILES}
+        return {name: (self.root / name).read_text() for name in METRIC_FILES + EVALUATION_FILES}
 
     def output_hashes(self) -> dict[str, str]:
         lock = yaml.safe_load((self.root / "dvc.lock").read_text())

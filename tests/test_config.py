@@ -17,7 +17,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_project_params_file_is_valid():
     params = load_params(PROJECT_ROOT / "params.yaml")
     assert params.download.source == "embedded_airline"
-    assert set(params.train.families.model_dump()) == {"logreg", "naive_bayes", "random_forest", "xgboost"}
+    assert set(params.train.families.model_dump()) == {"logreg", "naive_bayes", "random_forest", "xgboost",
+                                                       "linear_svm"}
 
 
 @pytest.mark.parametrize("literal, expected", [("1e-06", 1e-06), ("1e3", 1000.0), ("-2.5E-1", -0.25),

@@ -12,7 +12,9 @@ from sentiment_pipeline.text import TextNormalizer, build_stopwords, is_negation
         ("delayed &amp; rude", "delayed rude"),
         ("see http://t.co/abc and www.x.com", "see _url_ and _url_"),
         ("#fail again", "fail again"),
-        ("sooooo gooood!!!", "soo good"),
+        ("sooooo gooood!!!", "soo good _exclaim_"),
+        ("why?! :( but :-) <3", "why _question_ _exclaim_ _frown_ but _smile_ _smile_"),
+        ("can\x8a\x97\xc8t fly \x8a\x97\x93ok\x8a\x97\x9d _\x99\xc8\x8f", "can't fly ok _emoji_"),
         ("waited 2 hours, 10:30 flight", "waited hours flight"),
         ("great flight 😍😍", "great flight _emoji_"),
         ("I didn’t like it", "i didn't like it"),
@@ -26,8 +28,10 @@ def test_default_cleaning(cleaning, raw, expected):
 
 def test_cleaning_switches():
     config = CleaningConfig(mentions="token", urls="remove", numbers="token", emoji="remove",
-                            lowercase=False, squeeze_repeats=False, hashtags="keep")
-    assert TextNormalizer(config)("@AA Sooo 2 late 😡 http://x.co #Fail") == "_user_ Sooo _num_ late Fail"
+                            lowercase=False, squeeze_repeats=False, hashtags="keep",
+                            emoticons="remove", punctuation="remove", repair_mojibake=False)
+    assert TextNormalizer(config)("@AA Sooo 2 late 😡 :( ! http://x.co #Fail") == "_user_ Sooo _num_ late Fail"
+    assert TextNormalizer(config)("can\x8a\x97\xc8t") == "can \xc8t"  # the damage repair undoes
 
 
 def test_negations_are_recognised():

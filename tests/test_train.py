@@ -28,10 +28,11 @@ class RecordingSMOTE(SMOTE):
 
 
 def test_smote_runs_on_training_folds_only(features, monkeypatch):
-    import sentiment_pipeline.models as models
+    import imblearn.over_sampling
 
     RecordingSMOTE.seen = []
-    monkeypatch.setattr(models, "SMOTE", RecordingSMOTE)
+    # models.py imports SMOTE when it builds a pipeline, so patch it at its source
+    monkeypatch.setattr(imblearn.over_sampling, "SMOTE", RecordingSMOTE)
     result = grid_search("logreg", {"clf__C": [1.0]}, features.X_train, features.y_train,
                          TRAIN, ResamplingConfig(strategy="smote", k_neighbors=3))
     n = features.X_train.shape[0]
@@ -57,6 +58,9 @@ def test_every_family_and_strategy_searches_its_grid(features, family, strategy)
     assert {"split0_f1_macro", "split2_f1_macro", "mean_f1_macro", "rank", "select_k"} <= set(result.cv_table)
     assert result.best_params["select_k"] in (None, 20)
     assert result.summary["cv_f1_macro_mean"] == result.cv_table["mean_f1_macro"].max()
+    # measured seconds are reported apart from the (deterministic) summary
+    assert result.timing["fits"] == 2 * 3 + 1 and result.timing["search_seconds"] > 0
+    assert not {"search_seconds", "mean_fit_seconds"} & set(result.summary)
     # the vocabularies separate the classes: any family must beat chance by far
     assert result.summary["cv_f1_macro_mean"] > 0.6
 

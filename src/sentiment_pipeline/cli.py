@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import typer
 
-from sentiment_pipeline import paths
+from sentiment_pipeline import paths, profiling
 from sentiment_pipeline.errors import PipelineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -30,10 +31,19 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
+    """The subcommand name, plus the family as DVC names foreach stages (``train@xgboost``)."""
+    context = click.get_current_context(silent=True)
+    name = context.info_name if context is not None else stage.__module__.rsplit(".", 1)[-1]
+    return f"{name}@{kwargs['family']}" if kwargs.get("family") else name
+
+
 def _run(stage: Callable[..., None], **kwargs) -> None:
     _setup_logging()
     try:
-        stage(**kwargs)
+        # A no-op unless SENTIMENT_PIPELINE_PROFILE names a file (see profiling.py).
+        with profiling.profiled(_stage_label(stage, kwargs)):
+            stage(**kwargs)
     except PipelineError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
@@ -89,6 +99,14 @@ def evaluate() -> None:
     from sentiment_pipeline.stages import evaluate as stage
 
     _run(stage.run)
+
+
+@app.command()
+def baselines(params: Path = ParamsOption) -> None:
+    """Score lexicon baselines (VADER, TextBlob) on the test split's original text."""
+    from sentiment_pipeline.stages import baselines as stage
+
+    _run(stage.run, params_file=params)
 
 
 @app.command()

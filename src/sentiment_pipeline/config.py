@@ -108,11 +108,16 @@ class StopwordsConfig(_Section):
 class CleaningConfig(_Section):
     lowercase: bool = True
     html_entities: bool = True
+    # The CrowdFlower corpus stores curly quotes and emoji as mis-decoded byte runs
+    # ("can\x8a\x97\xc8t" for "can't"); repairing them keeps negations and emoji visible.
+    repair_mojibake: bool = True
     urls: Literal["keep", "remove", "token"] = "token"
     mentions: Literal["keep", "remove", "token"] = "remove"
     hashtags: Literal["keep", "strip_hash"] = "strip_hash"
     numbers: Literal["keep", "remove", "token"] = "remove"
     emoji: Literal["keep", "remove", "token"] = "token"
+    emoticons: Literal["remove", "token"] = "token"     # :) -> _smile_, :( -> _frown_
+    punctuation: Literal["remove", "token"] = "token"   # ! -> _exclaim_, ? -> _question_
     squeeze_repeats: bool = True
 
 
@@ -184,6 +189,9 @@ class LogRegGrid(_Grid):
 class NaiveBayesGrid(_Grid):
     alpha: list[PositiveFloat] = Field([1.0], min_length=1)
     fit_prior: list[bool] = Field([True], min_length=1)
+    # Complement NB estimates each class from the other classes' counts, which suits
+    # imbalanced text; false is the classic multinomial NB.
+    complement: list[bool] = Field([False], min_length=1)
 
 
 class RandomForestGrid(_Grid):
@@ -205,13 +213,24 @@ class XGBoostGrid(_Grid):
     max_bin: list[Annotated[int, Field(ge=2)]] = Field([256], min_length=1)
 
 
+class LinearSvmGrid(_Grid):
+    """A linear SVM whose scores are turned into probabilities by cross-validated calibration."""
+
+    C: list[PositiveFloat] = Field([1.0], min_length=1)
+    calibration: list[Literal["sigmoid", "isotonic"]] = Field(["sigmoid"], min_length=1)
+    # Folds of CalibratedClassifierCV inside each training fold: one SVM is fitted per fold
+    # and the calibrated models are averaged.
+    calibration_folds: list[Annotated[int, Field(ge=2)]] = Field([3], min_length=1)
+
+
 FAMILY_GRIDS: dict[str, type[_Grid]] = {
     "logreg": LogRegGrid,
     "naive_bayes": NaiveBayesGrid,
     "random_forest": RandomForestGrid,
     "xgboost": XGBoostGrid,
+    "linear_svm": LinearSvmGrid,
 }
-Family = Literal["logreg", "naive_bayes", "random_forest", "xgboost"]
+Family = Literal["logreg", "naive_bayes", "random_forest", "xgboost", "linear_svm"]
 
 
 class FamiliesConfig(_Section):
@@ -219,6 +238,7 @@ class FamiliesConfig(_Section):
     naive_bayes: NaiveBayesGrid = NaiveBayesGrid()
     random_forest: RandomForestGrid = RandomForestGrid()
     xgboost: XGBoostGrid = XGBoostGrid()
+    linear_svm: LinearSvmGrid = LinearSvmGrid()
 
     def grid(self, family: str) -> _Grid:
         if family not in FAMILY_GRIDS:
@@ -251,6 +271,27 @@ class ReportConfig(_Section):
     max_f1_macro_drop: Annotated[float, Field(ge=0.0)] | None = None
 
 
+# ---------------------------------------------------------------- evaluate
+class ErrorAnalysisConfig(_Section):
+    most_confident: Annotated[int, Field(ge=0)] = 20  # wrong predictions, most confident first
+    per_cell: Annotated[int, Field(ge=0)] = 3         # sampled rows per (actual, predicted) cell
+    seed: int = 42
+
+
+class EvaluateConfig(_Section):
+    # Equal-width confidence bins of the reliability curve and the expected calibration error.
+    calibration_bins: Annotated[int, Field(ge=1, le=1000)] = 10
+    errors: ErrorAnalysisConfig = ErrorAnalysisConfig()
+
+
+# ---------------------------------------------------------------- baselines
+class BaselinesConfig(_Section):
+    # A lexicon score within +-threshold is neutral (three-class labels only; with two classes
+    # the sign decides). 0.05 is the VADER authors' recommended cut-off for the compound score.
+    vader_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    textblob_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
 # ---------------------------------------------------------------- params.yaml
 class Params(_Section):
     download: DownloadConfig = DownloadConfig()
@@ -258,6 +299,8 @@ class Params(_Section):
     featurize: FeaturizeConfig = FeaturizeConfig()
     train: TrainConfig = TrainConfig()
     report: ReportConfig = ReportConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:

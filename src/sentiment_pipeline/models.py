@@ -1,37 +1,111 @@
-"""Model families: each is an imbalanced-learn Pipeline (resampler, classifier) plus its grid."""
+"""Model families: each is an imbalanced-learn Pipeline (filter, resampler, classifier) plus its grid.
+
+Classifier libraries are imported inside their factories: a train stage runs one family, and
+importing XGBoost alone costs about a second of start-up.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from imblearn.over_sampling import SMOTE
+import numpy as np
 from imblearn.pipeline import Pipeline
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_selection import SelectKBest, chi2
-from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import MultinomialNB
-from xgboost import XGBClassifier
 
 from sentiment_pipeline.config import FAMILY_GRIDS, ResamplingConfig
 from sentiment_pipeline.errors import ConfigError
 
 
+class NaiveBayes(ClassifierMixin, BaseEstimator):
+    """Multinomial or complement naive Bayes, one estimator so the choice is a grid parameter."""
+
+    def __init__(self, alpha: float = 1.0, fit_prior: bool = True, complement: bool = False):
+        self.alpha = alpha
+        self.fit_prior = fit_prior
+        self.complement = complement
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.naive_bayes import ComplementNB, MultinomialNB
+
+        model = ComplementNB if self.complement else MultinomialNB
+        self.model_ = model(alpha=self.alpha, fit_prior=self.fit_prior).fit(X, y, sample_weight=sample_weight)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+
+class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
+    """A linear SVM with probabilities from cross-validated calibration of its margins.
+
+    The SVM itself has no ``predict_proba``; ROC, precision-recall and calibration plots
+    need one, and calibrating inside every CV training fold keeps the CV estimate honest."""
+
+    def __init__(self, C: float = 0.1, calibration: str = "sigmoid", calibration_folds: int = 3,
+                 random_state: int | None = None):
+        self.C = C
+        self.calibration = calibration
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import LinearSVC
+
+        svm = LinearSVC(C=self.C, random_state=self.random_state)
+        self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=self.calibration_folds)
+        self.model_.fit(X, y, sample_weight=sample_weight)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def decision_function(self, X):
+        """The calibration folds' SVM margins, averaged."""
+        margins = [member.estimator.decision_function(X) for member in self.model_.calibrated_classifiers_]
+        return np.mean(margins, axis=0)
+
+    def predict(self, X):
+        # From the margins, not from argmax of the probabilities: calibration maps scores back
+        # to the skewed class frequencies, which would undo the balanced sample weights the
+        # SVM was trained with (as SVC(probability=True), predict and predict_proba may disagree).
+        margins = self.decision_function(X)
+        if margins.ndim == 1:
+            return self.classes_[(margins > 0).astype(int)]
+        return self.classes_[np.argmax(margins, axis=1)]
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+
 def _logreg(seed: int) -> ClassifierMixin:
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(random_state=seed)
 
 
 def _naive_bayes(seed: int) -> ClassifierMixin:
-    return MultinomialNB()
+    return NaiveBayes()
 
 
 def _random_forest(seed: int) -> ClassifierMixin:
+    from sklearn.ensemble import RandomForestClassifier
+
     # One thread per model: the grid search already runs one model per core.
     return RandomForestClassifier(random_state=seed, n_jobs=1)
 
 
 def _xgboost(seed: int) -> ClassifierMixin:
+    from xgboost import XGBClassifier
+
     return XGBClassifier(tree_method="hist", random_state=seed, n_jobs=1, verbosity=0)
+
+
+def _linear_svm(seed: int) -> ClassifierMixin:
+    return CalibratedLinearSVC(random_state=seed)
 
 
 FAMILIES: dict[str, Callable[[int], ClassifierMixin]] = {
@@ -39,6 +113,7 @@ FAMILIES: dict[str, Callable[[int], ClassifierMixin]] = {
     "naive_bayes": _naive_bayes,
     "random_forest": _random_forest,
     "xgboost": _xgboost,
+    "linear_svm": _linear_svm,
 }
 assert FAMILIES.keys() == FAMILY_GRIDS.keys()
 
@@ -57,11 +132,12 @@ def build_pipeline(family: str, resampling: ResamplingConfig, seed: int, memory=
     imbalanced-learn applies the resampler during ``fit`` only, so inside cross-validation
     SMOTE sees training folds and never the validation fold; the chi-squared filter is fitted
     on the same training fold. Filtering first makes SMOTE's neighbour search cheaper."""
-    sampler = (
-        SMOTE(k_neighbors=resampling.k_neighbors, random_state=seed)
-        if resampling.strategy == "smote"
-        else "passthrough"
-    )
+    if resampling.strategy == "smote":
+        from imblearn.over_sampling import SMOTE
+
+        sampler = SMOTE(k_neighbors=resampling.k_neighbors, random_state=seed)
+    else:
+        sampler = "passthrough"
     return Pipeline(
         [
             ("select", SelectKBest(chi2, k="all")),

@@ -27,10 +27,20 @@ FEATURES_REPORT = METRICS_DIR / "features.json"
 CV_METRICS_DIR = METRICS_DIR / "cv"
 SELECTION = METRICS_DIR / "selection.json"
 TEST_METRICS = METRICS_DIR / "test.json"
+BASELINES = METRICS_DIR / "baselines.json"
+ERROR_ANALYSIS = METRICS_DIR / "error_analysis.csv"
+MODEL_CARD_MD = METRICS_DIR / "model_card.md"
 
 PLOTS_DIR = Path("plots")
 CONFUSION_MATRIX = PLOTS_DIR / "confusion_matrix.json"
 CLASS_DISTRIBUTION = PLOTS_DIR / "class_distribution.json"
+CONFUSION_MATRIX_NORMALIZED = PLOTS_DIR / "confusion_matrix_normalized.json"
+ROC_DIR = PLOTS_DIR / "roc"  # one file per class (one-vs-rest)
+PRECISION_RECALL_DIR = PLOTS_DIR / "precision_recall"  # one file per class
+CALIBRATION = PLOTS_DIR / "calibration.json"
+CV_COMPARISON = PLOTS_DIR / "cv_comparison.json"  # CV macro-F1 per family (select)
+CV_FIT_TIME = PLOTS_DIR / "cv_fit_time.json"  # measured seconds per family (select)
+TIMING_DIR = METRICS_DIR / "timing"  # measured grid-search seconds per family (train)
 
 
 def candidate_dir(family: str) -> Path:
@@ -39,3 +49,7 @@ def candidate_dir(family: str) -> Path:
 
 def cv_summary(family: str) -> Path:
     return CV_METRICS_DIR / f"{family}.json"
+
+
+def train_timing(family: str) -> Path:
+    return TIMING_DIR / f"{family}.json"

@@ -219,6 +219,9 @@ def _baselines_section(inputs: ReportInputs) -> list[str]:
     model_f1 = _metric(inputs.current, "f1_macro")
     lines = ["| baseline | accuracy | macro-F1 | model ahead by |", "| --- | --- | --- | --- |"]
     for name, scores in baselines.items():
+        if "f1_macro" not in scores:  # e.g. a lexicon on labels that are not sentiments
+            lines.append(f"| {name} | — | — | not applicable: {scores.get('reason', 'no scores')} |")
+            continue
         ahead = "—" if model_f1 is None else f"{model_f1 - scores['f1_macro']:+.4f}"
         lines.append(f"| {name} | {_fmt(scores.get('accuracy'))} | {_fmt(scores.get('f1_macro'))} | {ahead} |")
     return lines

@@ -24,6 +24,19 @@ def choose_family(summaries: list[dict]) -> dict:
     return best
 
 
+def cv_comparison_rows(summaries: list[dict]) -> list[dict]:
+    """One row per family, best first: the CV comparison plot and table."""
+    rows = [{"family": s["family"], "cv_f1_macro_mean": s["cv_f1_macro_mean"],
+             "cv_f1_macro_std": s["cv_f1_macro_std"], "n_candidates": s["n_candidates"]}
+            for s in summaries]
+    return sorted(rows, key=lambda row: -row["cv_f1_macro_mean"])
+
+
+def fit_time_rows(timings: dict[str, dict]) -> list[dict]:
+    """Measured search cost per family; kept apart from the scores because it varies by run."""
+    return [{"family": family, **timing} for family, timing in timings.items()]
+
+
 def final_model(vectorizer, candidate) -> Pipeline:
     """Text in, class index out: the fitted TF-IDF followed by the winning candidate.
 

@@ -11,6 +11,13 @@ from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
 from sentiment_pipeline.errors import ResourceError
 
 URL_TOKEN, USER_TOKEN, NUMBER_TOKEN, EMOJI_TOKEN = "_url_", "_user_", "_num_", "_emoji_"
+SMILE_TOKEN, FROWN_TOKEN, EXCLAIM_TOKEN, QUESTION_TOKEN = "_smile_", "_frown_", "_exclaim_", "_question_"
+
+# Byte runs the CrowdFlower corpus holds where its export mis-decoded UTF-8 punctuation.
+_MOJIBAKE_PUNCTUATION = {"\x8a\x97\xc8": "\u2019", "\x8a\x97\x93": "\u201c", "\x8a\x97\x9d": "\u201d"}
+# Any other run holding a C1 control character (never in real text) is a mangled emoji.
+_MOJIBAKE_RUN = re.compile(r"_?[\x80-\xff]*[\x80-\x9f][\x80-\xff]*")
+_EMOJI_STAND_IN = "\u2b1c"  # a symbol the emoji rule below recognises
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"(?<![\w@])@\w+")
@@ -25,6 +32,11 @@ _EMOJI = re.compile(
     "\ufe0f\u200d"  # variation selector and zero-width joiner inside emoji sequences
     "]+"
 )
+# Matched after lowercasing, so ":D" arrives as ":d".
+_SMILE = re.compile(r"(?<![\w:])(?:[:;=]'?-?[)\]dp*]|<3)(?!\w)")
+_FROWN = re.compile(r"(?<![\w:])[:;=]'?-?[(\[/|](?![\w/])")
+_EXCLAIM = re.compile(r"!+")
+_QUESTION = re.compile(r"\?+")
 _APOSTROPHES = re.compile(r"[\u2018\u2019\u02bc`´]")
 _NOT_WORD = re.compile(r"[^\w\s']+")
 _REPEATS = re.compile(r"(\w)\1{2,}")
@@ -55,6 +67,8 @@ class TextNormalizer:
         cfg = self.config
         if cfg.html_entities:
             text = html.unescape(text)
+        if cfg.repair_mojibake:
+            text = repair_mojibake(text)
         if cfg.lowercase:
             text = text.lower()
         text = _APOSTROPHES.sub("'", text)
@@ -63,7 +77,12 @@ class TextNormalizer:
         if cfg.hashtags == "strip_hash":
             text = _HASHTAG.sub(r"\1", text)
         text = _replace(_EMOJI, text, cfg.emoji, EMOJI_TOKEN)
+        # Emoticons before numbers, which would take the 3 of <3.
+        text = _replace(_SMILE, text, cfg.emoticons, SMILE_TOKEN)
+        text = _replace(_FROWN, text, cfg.emoticons, FROWN_TOKEN)
         text = _replace(_NUMBER, text, cfg.numbers, NUMBER_TOKEN)
+        text = _replace(_EXCLAIM, text, cfg.punctuation, EXCLAIM_TOKEN)
+        text = _replace(_QUESTION, text, cfg.punctuation, QUESTION_TOKEN)
         if cfg.squeeze_repeats:
             text = _REPEATS.sub(r"\1\1", text)
         text = _NOT_WORD.sub(" ", text)
@@ -72,6 +91,12 @@ class TextNormalizer:
         if self.stopwords:
             words = [w for w in words if w not in self.stopwords]
         return " ".join(words)
+
+
+def repair_mojibake(text: str) -> str:
+    for broken, fixed in _MOJIBAKE_PUNCTUATION.items():
+        text = text.replace(broken, fixed)
+    return _MOJIBAKE_RUN.sub(f" {_EMOJI_STAND_IN} ", text)
 
 
 def _replace(pattern: re.Pattern[str], text: str, mode: str, token: str) -> str:

@@ -3,7 +3,7 @@ import joblib
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import FAMILY_GRIDS
 from sentiment_pipeline.files import atomic_path, file_md5, read_json, write_joblib, write_json
-from sentiment_pipeline.select import choose_family, final_model, model_card
+from sentiment_pipeline.select import choose_family, cv_comparison_rows, final_model, fit_time_rows, model_card
 
 
 def run() -> None:
@@ -20,3 +20,6 @@ def run() -> None:
         write_json(card, out / "model_card.json")
     write_json({"family": best["family"], "cv_f1_macro_mean": best["cv_f1_macro_mean"],
                 "cv_f1_macro_std": best["cv_f1_macro_std"]}, paths.SELECTION)
+    write_json(cv_comparison_rows(summaries), paths.CV_COMPARISON)
+    timings = {s["family"]: read_json(paths.train_timing(s["family"])) for s in summaries}
+    write_json(fit_time_rows(timings), paths.CV_FIT_TIME)

@@ -16,3 +16,4 @@ def run(family: str, params_file=paths.PARAMS) -> None:
         write_joblib(result.best_estimator, out / "model.joblib")
         write_csv(result.cv_table, out / "cv_results.csv")
     write_json(result.summary, paths.cv_summary(family))
+    write_json(result.timing, paths.train_timing(family))

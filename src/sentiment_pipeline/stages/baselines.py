@@ -1,0 +1,12 @@
+from sentiment_pipeline import paths
+from sentiment_pipeline.baselines import score_baselines
+from sentiment_pipeline.config import load_params
+from sentiment_pipeline.evaluate import require_columns
+from sentiment_pipeline.files import read_csv, write_json
+
+
+def run(params_file=paths.PARAMS) -> None:
+    config = load_params(params_file).baselines
+    test = read_csv(paths.TEST_FILE)
+    require_columns(test, paths.TEST_FILE, ["label", "raw"])
+    write_json(score_baselines(test, config), paths.BASELINES)

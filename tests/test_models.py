@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+from sklearn.svm import LinearSVC
+
+from sentiment_pipeline.config import FeaturizeConfig
+from sentiment_pipeline.features import featurize
+from sentiment_pipeline.models import CalibratedLinearSVC, NaiveBayes
+
+
+@pytest.fixture
+def data(separable_texts):
+    train, test = separable_texts.iloc[:90], separable_texts.iloc[90:]
+    return featurize(train, test, FeaturizeConfig(min_df=1))[1]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_calibrated_svm_predicts_from_its_margins_and_gives_probabilities(data, n_classes):
+    keep = data.y_train < n_classes
+    X, y = data.X_train[keep], data.y_train[keep]
+    model = CalibratedLinearSVC(C=1.0, random_state=0).fit(X, y)
+    proba = model.predict_proba(data.X_test)
+    assert proba.shape == (data.X_test.shape[0], n_classes)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    margins = model.decision_function(data.X_test)
+    expected = (margins > 0).astype(int) if n_classes == 2 else margins.argmax(axis=1)
+    assert np.array_equal(model.predict(data.X_test), model.classes_[expected])
+    # the margins are those of the calibration folds' SVMs, each a plain LinearSVC
+    members = [m.estimator for m in model.model_.calibrated_classifiers_]
+    assert len(members) == 3 and all(isinstance(m, LinearSVC) for m in members)
+
+
+def test_calibrated_svm_honours_sample_weights(data):
+    X, y = data.X_train, data.y_train
+    heavy = np.where(y == 0, 50.0, 1.0)
+    plain = CalibratedLinearSVC(random_state=0).fit(X, y).predict(data.X_test)
+    weighted = CalibratedLinearSVC(random_state=0).fit(X, y, sample_weight=heavy).predict(data.X_test)
+    assert (weighted == 0).sum() >= (plain == 0).sum()
+
+
+def test_naive_bayes_switches_between_multinomial_and_complement(data):
+    multinomial = NaiveBayes(alpha=0.5).fit(data.X_train, data.y_train)
+    complement = NaiveBayes(alpha=0.5, complement=True).fit(data.X_train, data.y_train)
+    assert type(multinomial.model_).__name__ == "MultinomialNB"
+    assert type(complement.model_).__name__ == "ComplementNB"
+    assert multinomial.predict_proba(data.X_test).shape == (data.X_test.shape[0], 3)
+    assert np.array_equal(complement.classes_, np.arange(3))
