@@ -84,7 +84,7 @@ def test_forced_rerun_gives_identical_metrics(repo):
     hashes_after = repo.output_hashes()
     changed = sorted(path for path in hashes_before if hashes_after[path] != hashes_before[path])
     # every output but the measured seconds of the grid searches
-    assert changed == [*TIMING_FILES, "plots/cv_fit_time.json"]
+    assert set(changed) <= {*TIMING_FILES, "plots/cv_fit_time.json"}, changed
 
 
 def test_changing_one_family_grid_invalidates_only_that_family(repo):

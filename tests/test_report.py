@@ -105,3 +105,11 @@ def test_report_between_two_real_pipeline_runs(tmp_path):
     repo.dvc("checkout", "--force")
     repo.run(sys.executable, "-m", "sentiment_pipeline", "report", "--output", "same.md")
     assert "**Nothing changed**" in (repo.root / "same.md").read_text()
+
+
+def test_cv_table_shows_the_measured_search_time():
+    current = snapshot()
+    current.timing = {"logreg": {"mean_fit_seconds": 0.347, "search_seconds": 2.61}}
+    md = render(inputs(current=current)).markdown
+    assert "| **logreg** ✓ | 0.7200 | 0.7200 | 0.0100 | = 0.0000 | 3 | 0.35 | 2.6 |" in md
+    assert "| naive_bayes | 0.7000 | 0.7000 | 0.0100 | = 0.0000 | 3 | — | — |" in md

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from imblearn.over_sampling import SMOTE
@@ -94,3 +96,20 @@ def test_smote_neighbours_are_checked_per_training_fold(features):
     with pytest.raises(ConfigError, match=r"k_neighbors=20 .* train.cv_folds=5"):
         grid_search("naive_bayes", {"clf__alpha": [1.0]}, features.X_train, features.y_train,
                     TrainConfig(cv_folds=5, n_jobs=1), ResamplingConfig(k_neighbors=20))
+
+
+def test_progress_bar_counts_every_candidate_fold_fit(features, monkeypatch):
+    import sentiment_pipeline.train as train
+    from tqdm import tqdm
+
+    bars = []
+
+    class RecordingBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": False, "file": open(os.devnull, "w")})
+            bars.append(self)
+
+    monkeypatch.setattr(train, "tqdm", RecordingBar)
+    grid_search("naive_bayes", {"clf__alpha": [0.5, 1.0]}, features.X_train, features.y_train,
+                TrainConfig(cv_folds=3, n_jobs=2), ResamplingConfig(strategy="none"))
+    assert len(bars) == 1 and bars[0].total == 2 * 3 and bars[0].n == 2 * 3

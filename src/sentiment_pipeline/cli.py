@@ -125,6 +125,14 @@ def report(
          fail_on_regression=fail_on_regression, params_file=params)
 
 
+@app.command("check-lock")
+def check_lock(rev: str = typer.Option("HEAD", help="The revision holding the committed results.")) -> None:
+    """Fail when dvc.lock, metrics/ or plots/ differ from REV (measured seconds excepted)."""
+    from sentiment_pipeline import lockcheck
+
+    _run(lockcheck.check, root=Path.cwd(), rev=rev)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="sentiment-pipeline")
 

@@ -8,6 +8,8 @@ Everything here is a function of its inputs only, so two identical runs write id
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import logging
 import math
@@ -19,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dvclive import Live
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -30,6 +31,9 @@ from sklearn.metrics import (
 
 from sentiment_pipeline.errors import PipelineError
 from sentiment_pipeline.files import atomic_path
+
+if TYPE_CHECKING:
+    from dvclive import Live
 
 log = logging.getLogger(__name__)
 
@@ -383,6 +387,9 @@ def log_with_dvclive(metrics: dict, y_true: np.ndarray, y_pred: np.ndarray, clas
 
     With ``evaluation`` and ``plots`` it also logs the normalised confusion matrix, the
     per-class ROC and precision-recall curves and the reliability curve."""
+    # Imported here: the baselines stage uses this module's scoring and needs no dvclive.
+    from dvclive import Live
+
     with tempfile.TemporaryDirectory(prefix="dvclive-") as scratch:
         with Live(dir=scratch, save_dvc_exp=False, dvcyaml=None, report=None) as live:
             for name, value in _flatten(metrics).items():

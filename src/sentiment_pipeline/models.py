@@ -40,6 +40,21 @@ class NaiveBayes(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(X)
 
 
+def _per_class_weights(y, sample_weight) -> dict | None:
+    """``{class: weight}`` from sample weights that are constant within each class (as the
+    ``class_weight`` resampling strategy's balanced weights are)."""
+    if sample_weight is None:
+        return None
+    y, sample_weight = np.asarray(y), np.asarray(sample_weight, dtype=float)
+    weights = {}
+    for label in np.unique(y):
+        values = np.unique(sample_weight[y == label])
+        if len(values) != 1:
+            raise ValueError("CalibratedLinearSVC takes sample weights that are constant per class")
+        weights[label] = float(values[0])
+    return weights
+
+
 class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
     """A linear SVM with probabilities from cross-validated calibration of its margins.
 
@@ -57,9 +72,12 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.svm import LinearSVC
 
-        svm = LinearSVC(C=self.C, random_state=self.random_state)
+        # Class weights go to the SVM only. Weighted calibrators would learn the reweighted
+        # class frequencies, and the probabilities would then be miscalibrated for real data.
+        svm = LinearSVC(C=self.C, random_state=self.random_state,
+                        class_weight=_per_class_weights(y, sample_weight))
         self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=self.calibration_folds)
-        self.model_.fit(X, y, sample_weight=sample_weight)
+        self.model_.fit(X, y)
         self.classes_ = self.model_.classes_
         return self
 

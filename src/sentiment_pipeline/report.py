@@ -31,6 +31,7 @@ class Snapshot:
     selection: dict | None = None
     cv: dict[str, dict] = field(default_factory=dict)
     baselines: dict | None = None
+    timing: dict[str, dict] = field(default_factory=dict)  # measured seconds per family
 
     @property
     def empty(self) -> bool:
@@ -79,16 +80,20 @@ def _read_json_at(root: Path, rev: str | None, path: Path) -> dict | None:
 
 
 def read_snapshot(root: Path, rev: str | None) -> Snapshot:
-    cv = {}
+    cv, timing = {}, {}
     for family in FAMILY_GRIDS:
         summary = _read_json_at(root, rev, paths.cv_summary(family))
         if summary is not None:
             cv[family] = summary
+        seconds = _read_json_at(root, rev, paths.train_timing(family))
+        if seconds is not None:
+            timing[family] = seconds
     return Snapshot(
         test=_read_json_at(root, rev, paths.TEST_METRICS),
         selection=_read_json_at(root, rev, paths.SELECTION),
         cv=cv,
         baselines=_read_json_at(root, rev, BASELINES),
+        timing=timing,
     )
 
 
@@ -186,8 +191,8 @@ def _cv_section(inputs: ReportInputs) -> list[str]:
     if not families:
         return ["_No cross-validation results._"]
     selected = _family(inputs.current)
-    lines = ["| family | CV macro-F1 base | CV macro-F1 now | ± std | Δ | candidates |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| family | CV macro-F1 base | CV macro-F1 now | ± std | Δ | candidates | s per fit | search s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for family in families:
         new, old = inputs.current.cv.get(family), inputs.base.cv.get(family)
         new_mean = None if new is None else new["cv_f1_macro_mean"]
@@ -195,8 +200,12 @@ def _cv_section(inputs: ReportInputs) -> list[str]:
         std = "—" if new is None else f"{new['cv_f1_macro_std']:.4f}"
         count = "—" if new is None else str(new.get("n_candidates", "—"))
         name = f"**{family}** ✓" if family == selected else family
+        timing = inputs.current.timing.get(family, {})
+        per_fit, search = timing.get("mean_fit_seconds"), timing.get("search_seconds")
         lines.append(f"| {name} | {_fmt(old_mean)} | {_fmt(new_mean)} | {std} | "
-                     f"{_delta(new_mean, old_mean)} | {count} |")
+                     f"{_delta(new_mean, old_mean)} | {count} | "
+                     f"{'—' if per_fit is None else f'{per_fit:.2f}'} | "
+                     f"{'—' if search is None else f'{search:.1f}'} |")
     return lines
 
 

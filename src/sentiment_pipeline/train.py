@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -13,9 +12,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import parallel_config
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 from sentiment_pipeline.config import ResamplingConfig, TrainConfig
 from sentiment_pipeline.errors import ConfigError, DataError
@@ -35,13 +36,18 @@ class SearchResult:
     timing: dict
 
 
-def _progress_bar():
-    """scikit-learn's own search progress bar (candidates x folds), on interactive terminals."""
-    if not sys.stderr.isatty():
-        return None
-    from sklearn.callback import ProgressBar
+class _ScoreAndTick:
+    """The search's scorer, ticking a progress bar: GridSearchCV scores every (candidate,
+    fold) fit exactly once, on its validation fold, so the count is the fits done."""
 
-    return ProgressBar(max_propagation_depth=0)
+    def __init__(self, scoring: str, bar: tqdm) -> None:
+        self.scorer = get_scorer(scoring)
+        self.bar = bar
+
+    def __call__(self, estimator, X, y, **kwargs) -> float:
+        score = self.scorer(estimator, X, y, **kwargs)
+        self.bar.update(1)
+        return score
 
 
 @contextmanager
@@ -124,20 +130,20 @@ def grid_search(
     with tempfile.TemporaryDirectory(prefix="sentiment-cv-cache-") as cache:
         memory = cache if resampling.strategy == "smote" else None
         pipeline = build_pipeline(family, resampling, config.seed, memory=memory)
+        # candidates x folds done, elapsed, ETA; shown on a terminal only (tqdm's disable=None)
+        bar = tqdm(total=n_candidates * config.cv_folds, desc=f"{family} CV fits", unit="fit",
+                   disable=None, leave=False)
         search = GridSearchCV(
             pipeline,
             param_grid=grid,
-            scoring=config.scoring,
+            scoring=_ScoreAndTick(config.scoring, bar),
             cv=StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed),
             n_jobs=config.n_jobs,
             refit=True,
             error_score="raise",
         )
-        bar = _progress_bar()
-        if bar is not None:
-            search.set_callbacks(bar)
         started = time.perf_counter()
-        with _one_thread_per_fit():
+        with bar, _one_thread_per_fit():
             search.fit(X, y, **fit_params)
         timing = {
             "search_seconds": round(time.perf_counter() - started, 2),
