@@ -350,3 +350,29 @@ def test_long_curves_are_thinned_keeping_their_end_points():
     assert text.count("\n") == MAX_CURVE_POINTS + 4  # one row per line, plus brackets
     # confusion rows are never thinned
     assert len(json.loads(compact_plot_json(rows))) == 1000
+
+
+def test_labels_that_clash_as_file_names_are_refused(tmp_path):
+    from sentiment_pipeline.evaluate import EvaluationError, PlotFiles, evaluation_from_predictions
+
+    classes = ["very negative", "very_negative", "positive"]
+    y = np.array([0, 1, 2, 0, 1, 2])
+    proba = np.eye(3)[y] * 0.8 + 0.2 / 3
+    evaluation = evaluation_from_predictions(y, y, proba, classes, calibration_bins=5)
+    plots = PlotFiles(confusion_normalized=tmp_path / "n.json", roc_dir=tmp_path / "roc",
+                      precision_recall_dir=tmp_path / "pr", calibration=tmp_path / "c.json")
+    with pytest.raises(EvaluationError, match="very negative.*very_negative"):
+        log_with_dvclive(evaluation.metrics, y, y, classes, tmp_path / "m.json", tmp_path / "cm.json",
+                         evaluation=evaluation, plots=plots)
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_top_label_accuracy_is_that_of_the_most_probable_class_not_of_predict():
+    from sentiment_pipeline.evaluate import evaluation_from_predictions
+
+    y_true = np.array([0, 0, 1, 1])
+    y_pred = np.array([0, 0, 1, 1])                # e.g. from balanced margins
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8]])
+    metrics = evaluation_from_predictions(y_true, y_pred, proba, ["neg", "pos"], 10).metrics
+    assert metrics["accuracy"] == 1.0 and metrics["top_label_accuracy"] == 0.75
+    assert metrics["mean_confidence"] == pytest.approx(0.75)

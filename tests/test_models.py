@@ -3,6 +3,7 @@ import pytest
 from sklearn.svm import LinearSVC
 
 from sentiment_pipeline.config import FeaturizeConfig
+from sentiment_pipeline.errors import ConfigError
 from sentiment_pipeline.features import featurize
 from sentiment_pipeline.models import CalibratedLinearSVC, NaiveBayes
 
@@ -29,12 +30,16 @@ def test_calibrated_svm_predicts_from_its_margins_and_gives_probabilities(data, 
     assert len(members) == 3 and all(isinstance(m, LinearSVC) for m in members)
 
 
-def test_calibrated_svm_honours_sample_weights(data):
+def test_calibrated_svm_gives_class_weights_to_the_svm_only(data):
     X, y = data.X_train, data.y_train
-    heavy = np.where(y == 0, 50.0, 1.0)
-    plain = CalibratedLinearSVC(random_state=0).fit(X, y).predict(data.X_test)
-    weighted = CalibratedLinearSVC(random_state=0).fit(X, y, sample_weight=heavy).predict(data.X_test)
-    assert (weighted == 0).sum() >= (plain == 0).sum()
+    weights = np.where(y == 0, 50.0, 1.0)
+    model = CalibratedLinearSVC(random_state=0).fit(X, y, sample_weight=weights)
+    svms = [m.estimator for m in model.model_.calibrated_classifiers_]
+    assert all(svm.class_weight == {0: 50.0, 1: 1.0, 2: 1.0} for svm in svms)
+    plain = CalibratedLinearSVC(random_state=0).fit(X, y)
+    assert all(m.estimator.class_weight is None for m in plain.model_.calibrated_classifiers_)
+    with pytest.raises(ConfigError, match="constant within each class"):
+        CalibratedLinearSVC().fit(X, y, sample_weight=np.arange(len(y), dtype=float))
 
 
 def test_naive_bayes_switches_between_multinomial_and_complement(data):

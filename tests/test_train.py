@@ -1,4 +1,5 @@
-import os
+import io
+import pickle
 
 import numpy as np
 import pytest
@@ -106,10 +107,31 @@ def test_progress_bar_counts_every_candidate_fold_fit(features, monkeypatch):
 
     class RecordingBar(tqdm):
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "disable": False, "file": open(os.devnull, "w")})
+            super().__init__(*args, **{**kwargs, "disable": False, "file": io.StringIO()})
             bars.append(self)
 
     monkeypatch.setattr(train, "tqdm", RecordingBar)
     grid_search("naive_bayes", {"clf__alpha": [0.5, 1.0]}, features.X_train, features.y_train,
                 TrainConfig(cv_folds=3, n_jobs=2), ResamplingConfig(strategy="none"))
     assert len(bars) == 1 and bars[0].total == 2 * 3 and bars[0].n == 2 * 3
+
+
+@pytest.mark.parametrize("family", ["linear_svm", "logreg", "random_forest"])
+def test_threaded_search_is_deterministic(features, family):
+    """Two fits share a process in the threaded search: nothing may depend on their timing."""
+    grid = getattr(Params().train.families, family).as_param_grid()
+    if family == "random_forest":
+        grid["clf__n_estimators"] = [5]
+    runs = [grid_search(family, grid, features.X_train, features.y_train, TrainConfig(cv_folds=3, n_jobs=2),
+                        ResamplingConfig(strategy="class_weight")) for _ in range(2)]
+    assert runs[0].cv_table.equals(runs[1].cv_table)
+    assert pickle.dumps(runs[0].best_estimator) == pickle.dumps(runs[1].best_estimator)
+
+
+def test_calibration_folds_are_checked_against_the_smallest_class(features):
+    from sentiment_pipeline.errors import ConfigError
+
+    # 24 rows in the smallest class: 12 per training fold at 2 folds
+    with pytest.raises(ConfigError, match=r"calibration_folds=20 .* train.cv_folds=2"):
+        grid_search("linear_svm", {"clf__calibration_folds": [3, 20]}, features.X_train,
+                    features.y_train, TrainConfig(cv_folds=2, n_jobs=1), ResamplingConfig(strategy="none"))

@@ -38,13 +38,14 @@ import pandas as pd
 import typer
 import yaml
 
+from sentiment_pipeline.config import FAMILY_GRIDS
 from sentiment_pipeline.files import write_csv
 
 log = logging.getLogger("sentiment_pipeline.benchmark")
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 
-FAMILIES = ("logreg", "naive_bayes", "random_forest", "xgboost")
+FAMILIES = tuple(FAMILY_GRIDS)
 
 # Classifier parameters someone following the usual recipe searches over. The project's speed
 # settings (solver, max_samples, max_bin, subsample, colsample_bytree and the chi-squared
@@ -55,6 +56,7 @@ NAIVE_TUNED = {
     "naive_bayes": ("alpha", "fit_prior"),
     "random_forest": ("n_estimators", "max_depth", "min_samples_leaf", "max_features"),
     "xgboost": ("n_estimators", "max_depth", "learning_rate"),
+    "linear_svm": ("C",),
 }
 
 QUICK_TRAIN_ROWS = 1500
@@ -251,6 +253,11 @@ def naive_classifier(family: str, seed: int):
     if family == "xgboost":
         from xgboost import XGBClassifier
         return XGBClassifier(random_state=seed)
+    if family == "linear_svm":
+        # the recipe for SVM probabilities: calibrate it
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import LinearSVC
+        return CalibratedClassifierCV(LinearSVC(random_state=seed))
     raise ValueError(f"no naive reference for model family {family!r}")
 
 
@@ -258,8 +265,11 @@ def naive_grid(family: str, project_grid: dict, classifier) -> dict[str, list]:
     """The project's grid restricted to parameters the usual recipe tunes, plus any other
     classifier parameter the project searches over, so the number of candidates matches."""
     accepted = classifier.get_params()
-    grid = {f"clf__{key}": list(values) for key, values in project_grid.items()
-            if key in accepted and (key in NAIVE_TUNED.get(family, ()) or len(values) > 1)}
+    # CalibratedClassifierCV holds the SVM as ``estimator``; its C is ``estimator__C``
+    nested = {"C": "estimator__C", "calibration": "method"} if family == "linear_svm" else {}
+    grid = {f"clf__{nested.get(key, key)}": list(values) for key, values in project_grid.items()
+            if nested.get(key, key) in accepted
+            and (key in NAIVE_TUNED.get(family, ()) or len(values) > 1)}
     if family == "naive_bayes" and len(project_grid.get("complement", [])) > 1:
         # the recipe's way to try complement NB: the estimator itself as a grid value
         from sklearn.naive_bayes import ComplementNB, MultinomialNB

@@ -155,8 +155,9 @@ def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, n_bi
 def calibration_scores(correct: np.ndarray, confidence: np.ndarray, n_bins: int) -> dict:
     return {
         "ece": expected_calibration_error(correct, confidence, n_bins),
-        # Mean confidence above accuracy means over-confident, below means under-confident.
+        # Mean confidence above the top label's accuracy means over-confident, below under-.
         "mean_confidence": float(np.mean(confidence)) if len(confidence) else 0.0,
+        "top_label_accuracy": float(np.mean(correct)) if len(correct) else 0.0,
     }
 
 
@@ -361,13 +362,23 @@ def _copy_dir_as_strict_json(source: Path, target: Path) -> None:
             copy_as_strict_json(file, tmp / file.name, thin=True)
 
 
+def _class_file_stems(classes: list[str]) -> list[str]:
+    stems = [class_file_stem(name) for name in classes]
+    clashing = sorted({name for name, stem in zip(classes, stems) if stems.count(stem) > 1})
+    if clashing:
+        raise EvaluationError(f"labels {clashing} map to the same plot file name under plots/roc/; "
+                              "rename them in the data (letters, digits, _ . - are kept)")
+    return stems
+
+
 def _log_probability_plots(live: Live, evaluation: Evaluation, calibration_bins: int) -> None:
+    stems = _class_file_stems(evaluation.classes)
     for i, name in enumerate(evaluation.classes):
         if not is_one_vs_rest_defined(evaluation.y_true, i):
             continue
         # One binary curve per class: dvclive's roc / precision_recall take binary targets only.
         target, score = (evaluation.y_true == i).astype(int), evaluation.proba[:, i]
-        stem = class_file_stem(name)
+        stem = stems[i]
         live.log_sklearn_plot("roc", target, score, name=f"roc/{stem}.json",
                               title=f"ROC: {name} vs rest", drop_intermediate=True)
         live.log_sklearn_plot("precision_recall", target, score, name=f"precision_recall/{stem}.json",

@@ -49,7 +49,7 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def check(root: Path, rev: str = "HEAD") -> None:
     """Raise :class:`StaleLockError` naming what differs between ``rev`` and the workspace."""
-    shown = _git(root, "show", f"{rev}:dvc.lock")
+    shown = _git(root, "show", f"{rev}:./dvc.lock")
     if shown.returncode != 0:
         raise StaleLockError(f"no dvc.lock at {rev}: {shown.stderr.strip()}")
     produced = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
@@ -58,9 +58,13 @@ def check(root: Path, rev: str = "HEAD") -> None:
     if stages:
         problems.append(f"dvc.lock differs for stage(s) {', '.join(stages)}")
     excluded = [f":(exclude){p.rstrip('/')}" for p in MEASURED_DIRS + MEASURED_FILES]
-    diff = _git(root, "diff", "--name-only", rev, "--", *TRACKED, *excluded)
-    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *TRACKED, *excluded)
-    changed = sorted(set(diff.stdout.split()) | set(untracked.stdout.split()))
+    changed = set()
+    for args in (["diff", "--name-only", "-z", rev], ["ls-files", "-z", "--others", "--exclude-standard"]):
+        listed = _git(root, *args, "--", *TRACKED, *excluded)
+        if listed.returncode != 0:
+            raise StaleLockError(f"'git {' '.join(args)}' failed: {listed.stderr.strip()}")
+        changed |= {name for name in listed.stdout.split("\0") if name}
+    changed = sorted(changed)
     if changed:
         problems.append(f"files differ from {rev}: {', '.join(changed)}")
     if problems:

@@ -142,12 +142,13 @@ def _limitations(test: dict, data: dict | None, classes: list[str],
         largest, smallest = max(train, key=train.get), min(train, key=train.get)
         lines.append(f"- Class imbalance in training: {largest} outnumbers {smallest} "
                      f"{train[largest] / train[smallest]:.1f} to 1.")
-    if "ece" in test and "mean_confidence" in test:
-        direction = ("over-confident" if test["mean_confidence"] > test["accuracy"]
+    if "ece" in test and "mean_confidence" in test and "top_label_accuracy" in test:
+        direction = ("over-confident" if test["mean_confidence"] > test["top_label_accuracy"]
                      else "under-confident")
         lines.append(f"- Probabilities: expected calibration error {test['ece']:.4f}; on average "
-                     f"the model is {direction} (mean confidence {test['mean_confidence']:.4f}, "
-                     f"accuracy {test['accuracy']:.4f}).")
+                     f"the model is {direction} (mean confidence in its most probable class "
+                     f"{test['mean_confidence']:.4f}, which is right for "
+                     f"{test['top_label_accuracy']:.2%} of the test rows).")
     return lines
 
 

@@ -50,7 +50,8 @@ def _per_class_weights(y, sample_weight) -> dict | None:
     for label in np.unique(y):
         values = np.unique(sample_weight[y == label])
         if len(values) != 1:
-            raise ValueError("CalibratedLinearSVC takes sample weights that are constant per class")
+            raise ConfigError("the linear_svm family takes sample weights that are constant within "
+                              "each class (featurize.resampling.strategy: class_weight)")
         weights[label] = float(values[0])
     return weights
 
@@ -74,7 +75,9 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
 
         # Class weights go to the SVM only. Weighted calibrators would learn the reweighted
         # class frequencies, and the probabilities would then be miscalibrated for real data.
-        svm = LinearSVC(C=self.C, random_state=self.random_state,
+        # The primal solver: liblinear's dual one shuffles with a process-wide random generator,
+        # which two fits in parallel threads would share (results would depend on timing).
+        svm = LinearSVC(C=self.C, dual=False, random_state=self.random_state,
                         class_weight=_per_class_weights(y, sample_weight))
         self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=self.calibration_folds)
         self.model_.fit(X, y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,10 +44,12 @@ class _ScoreAndTick:
     def __init__(self, scoring: str, bar: tqdm) -> None:
         self.scorer = get_scorer(scoring)
         self.bar = bar
+        self.lock = threading.Lock()  # fits finish in parallel threads
 
     def __call__(self, estimator, X, y, **kwargs) -> float:
         score = self.scorer(estimator, X, y, **kwargs)
-        self.bar.update(1)
+        with self.lock:
+            self.bar.update(1)
         return score
 
 
@@ -78,6 +81,19 @@ def _check_folds(y: np.ndarray, folds: int, resampling: ResamplingConfig) -> Non
             f"featurize.resampling.k_neighbors={resampling.k_neighbors} needs more rows than that "
             f"in every class of a training fold; with train.cv_folds={folds} the smallest class "
             f"has {smallest_fold}. Lower k_neighbors or cv_folds, or use another strategy"
+        )
+
+
+def _check_calibration_folds(y: np.ndarray, folds: int, calibration_folds: list[int]) -> None:
+    """The calibrated SVM splits every training fold again; each class needs a row per split."""
+    if not calibration_folds:
+        return
+    smallest_fold = int(np.bincount(y).min() - np.ceil(np.bincount(y).min() / folds))
+    if max(calibration_folds) > smallest_fold:
+        raise ConfigError(
+            f"train.families.linear_svm.calibration_folds={max(calibration_folds)} needs that many "
+            f"rows of every class in each training fold; with train.cv_folds={folds} the smallest "
+            f"class has {smallest_fold}. Lower calibration_folds or cv_folds, or add data"
         )
 
 
@@ -119,6 +135,7 @@ def grid_search(
     scored by macro-F1, with resampling inside each training fold. Refits the best candidate
     on all of X."""
     _check_folds(y, config.cv_folds, resampling)
+    _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
     fit_params = {}
     if resampling.strategy == "class_weight":
         # Every family accepts sample weights; GridSearchCV slices them per fold.
