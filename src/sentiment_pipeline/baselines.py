@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sentiment_pipeline.config import BaselinesConfig
-from sentiment_pipeline.evaluate import score_predictions
+from sentiment_pipeline.evaluate import encode_labels, score_predictions
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def score_baselines(test: pd.DataFrame, config: BaselinesConfig) -> dict:
     if classes is None:
         log.warning("lexicon baselines skipped: labels %s", sorted(set(test["label"])))
         return {name: not_applicable(test["label"]) for name in SCORERS}
+    y_true = encode_labels(test["label"], classes, "the test split")
     index = {label: i for i, label in enumerate(classes)}
-    y_true = test["label"].map(index).to_numpy(np.int64)
     results = {}
     for name, (_, scorer) in SCORERS.items():
         predicted = labels_from_scores(scorer(test["raw"]), thresholds(config)[name], classes)

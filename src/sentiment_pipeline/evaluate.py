@@ -299,26 +299,19 @@ def class_file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)) or "_"
 
 
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+def _plot_value(value):
+    """Non-finite numbers as null (strict JSON), others to 5 significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.5g}") if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _plot_value(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [_plot_value(v) for v in value]
     return value
 
 
 # Curves are thinned to this many points: enough to draw, small enough for a pull-request diff.
 MAX_CURVE_POINTS = 200
-
-
-def _round(value):
-    if isinstance(value, float):
-        return float(f"{value:.5g}")
-    if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
-    return value
 
 
 def _thin(rows: list, limit: int) -> list:
@@ -330,17 +323,17 @@ def _thin(rows: list, limit: int) -> list:
 
 
 def _rows_json(rows: list) -> str:
-    return "[\n" + ",\n".join(json.dumps(_round(row)) for row in rows) + "\n]"
+    return "[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]"
 
 
 def compact_plot_json(data, thin: bool = False) -> str:
     """One row per line, numbers to 5 significant digits: dvclive's indented full-precision
     output is ~5x larger, and a one-line-per-row diff reads well in a pull request."""
-    data = _finite(data)
+    data = _plot_value(data)
     if isinstance(data, list):
         return _rows_json(_thin(data, MAX_CURVE_POINTS) if thin else data) + "\n"
     parts = [f"{json.dumps(key)}: " + (_rows_json(_thin(value, MAX_CURVE_POINTS) if thin else value)
-                                      if isinstance(value, list) else json.dumps(_round(value)))
+                                      if isinstance(value, list) else json.dumps(value))
              for key, value in data.items()]
     return "{\n" + ",\n".join(parts) + "\n}\n"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.4f}"
 

@@ -66,6 +66,12 @@ def _one_thread_per_fit():
         yield
 
 
+def _smallest_training_fold(y: np.ndarray, folds: int) -> int:
+    """Rows of the smallest class in a training fold: all but about 1/folds of them."""
+    smallest = int(np.bincount(y).min())
+    return int(smallest - np.ceil(smallest / folds))
+
+
 def _check_folds(y: np.ndarray, folds: int, resampling: ResamplingConfig) -> None:
     counts = np.bincount(y)
     if counts.min() < folds:
@@ -73,9 +79,8 @@ def _check_folds(y: np.ndarray, folds: int, resampling: ResamplingConfig) -> Non
             f"the smallest class has {counts.min()} training rows, fewer than "
             f"train.cv_folds={folds}; lower train.cv_folds or add data"
         )
-    # A training fold keeps all but about 1/folds of each class; SMOTE needs more rows than
-    # k_neighbors in every class it oversamples.
-    smallest_fold = int(counts.min() - np.ceil(counts.min() / folds))
+    # SMOTE needs more rows than k_neighbors in every class it oversamples.
+    smallest_fold = _smallest_training_fold(y, folds)
     if resampling.strategy == "smote" and smallest_fold <= resampling.k_neighbors:
         raise ConfigError(
             f"featurize.resampling.k_neighbors={resampling.k_neighbors} needs more rows than that "
@@ -88,7 +93,7 @@ def _check_calibration_folds(y: np.ndarray, folds: int, calibration_folds: list[
     """The calibrated SVM splits every training fold again; each class needs a row per split."""
     if not calibration_folds:
         return
-    smallest_fold = int(np.bincount(y).min() - np.ceil(np.bincount(y).min() / folds))
+    smallest_fold = _smallest_training_fold(y, folds)
     if max(calibration_folds) > smallest_fold:
         raise ConfigError(
             f"train.families.linear_svm.calibration_folds={max(calibration_folds)} needs that many "

@@ -49,8 +49,7 @@ def run(params_file=paths.PARAMS) -> None:
         card=card, test=evaluation.metrics, data=_read_optional_json(paths.DATA_REPORT),
         baselines=_read_optional_json(paths.BASELINES),
         baseline_rules=baseline_rules(params.baselines, classes),
-        # Written by select in newer versions; the model card's candidates map suffices otherwise.
-        cv_comparison=_read_optional_json(paths.CV_COMPARISON),
+        cv_comparison=read_json(paths.CV_COMPARISON),
         confusion=confusion_matrix(evaluation.y_true, evaluation.y_pred,
                                    labels=list(range(len(classes)))),
     )
