@@ -1,5 +1,7 @@
 # Set-up and everyday commands. `make repro` and `make test` work on a fresh clone:
-# they create .venv from uv.lock (installing uv itself if missing) and fetch the NLTK stopwords.
+# they create .venv from uv.lock (installing uv itself if missing). Nothing else is fetched:
+# NLTK's stopword corpus is needed only with preprocess.stopwords (enabled, source: nltk);
+# `make stopwords` gets it where NLTK's download server is reachable.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -31,10 +33,10 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --locked --quiet
 	@touch $@
 
-install: $(VENV)/.synced stopwords  ## Create .venv from uv.lock and fetch the stopword corpus
+install: $(VENV)/.synced  ## Create .venv from uv.lock
 
 FIND_STOPWORDS := $(BIN)/python -c "import nltk; nltk.data.path.append('.nltk_data'); nltk.data.find('corpora/stopwords.zip')"
-stopwords: $(VENV)/.synced
+stopwords: $(VENV)/.synced  ## Fetch NLTK's stopword corpus into .nltk_data (for preprocess.stopwords.source: nltk)
 	@$(FIND_STOPWORDS) 2>/dev/null || { \
 	  $(BIN)/python -m nltk.downloader --quiet -d "$(NLTK_DATA)" stopwords; \
 	  $(FIND_STOPWORDS) 2>/dev/null || { echo "error: could not get NLTK's stopword corpus;" \

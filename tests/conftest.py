@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +45,44 @@ def separable_texts() -> pd.DataFrame:
             words = list(rng.choice(vocab[label], 3)) + list(rng.choice(shared, 3)) + [f"w{i}"]
             rows.append({"text": " ".join(words), "label": label})
     return pd.DataFrame(rows).sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+# A stand-in for NLTK's English list (a subset of it, negations included), for machines
+# without ../shared/nltk_data: NLTK's downloader needs a server tests must not depend on.
+_ENGLISH_STOPWORDS = """i me my we our you your he him his she her it its they them their what which
+who this that these those am is are was were be been being have has had do does did a an the
+and but if or because as until while of at by for with about against between into through
+during before after above below to from up down in out on off over under again further then
+once here there when where why how all any both each few more most other some such no nor not
+only own same so than too very s t can will just don don't should now didn didn't doesn
+doesn't isn isn't wasn wasn't weren weren't won won't wouldn wouldn't couldn couldn't"""
+
+
+def _nltk_zip_corpus(root: Path) -> Path:
+    """``root/corpora/stopwords.zip`` laid out as NLTK's downloader writes it."""
+    archive = root / "corpora" / "stopwords.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("stopwords/", "")
+        zipped.writestr("stopwords/english", "\n".join(_ENGLISH_STOPWORDS.split()) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def nltk_data_dir(tmp_path_factory) -> Path:
+    """A directory NLTK reads its stopword corpus from: CI's shared copy when it is beside the
+    checkout, else one generated in NLTK's zip layout, so NLTK's real reader runs everywhere."""
+    shared = PROJECT_ROOT.parent / "shared" / "nltk_data"
+    if (shared / "corpora" / "stopwords.zip").is_file():
+        return shared
+    return _nltk_zip_corpus(tmp_path_factory.mktemp("nltk_data"))
+
+
+@pytest.fixture()
+def nltk_stopwords(monkeypatch, nltk_data_dir) -> Path:
+    """Point NLTK at :func:`nltk_data_dir` only (not at the user's or the system's copies)."""
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [str(nltk_data_dir)])
+    monkeypatch.setenv("NLTK_DATA", str(nltk_data_dir))
+    return nltk_data_dir

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
 
 import pytest
 
 from .pipeline_repo import CLASSES, EVALUATION_FILES, METRIC_FILES, TIMING_FILES, Repo, create_project
+from .test_kernels import OLDER_CPU
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +91,31 @@ def test_forced_rerun_gives_identical_metrics(repo):
     assert set(changed) <= {*TIMING_FILES, "plots/cv_fit_time.json"}, changed
 
 
+def check_lock(repo: Repo) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sentiment_pipeline", "check-lock"], cwd=repo.root,
+                          env=repo.env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in {"x86_64", "amd64"}, reason="x86-64 kernels")
+def test_a_simulated_older_cpu_reproduces_the_committed_results(repo):
+    """NumPy without AVX2/AVX-512, OpenBLAS's Sandy Bridge kernels and glibc without FMA: the
+    same metrics, plots, selected family and model (hence test predictions), bit for bit."""
+    before, hashes_before = repo.metrics(), repo.output_hashes()
+    saved_env = repo.env
+    repo.env = {**saved_env, **OLDER_CPU}
+    try:
+        repo.dvc("repro", "--force")
+        result = check_lock(repo)
+    finally:
+        repo.env = saved_env
+    assert result.returncode == 0, result.stderr
+    assert repo.metrics() == before
+    hashes_after = repo.output_hashes()
+    changed = sorted(path for path in hashes_before if hashes_after[path] != hashes_before[path])
+    assert set(changed) <= {*TIMING_FILES, "plots/cv_fit_time.json"}, changed
+    assert hashes_after["models/final"] == hashes_before["models/final"]
+
+
 def test_changing_one_family_grid_invalidates_only_that_family(repo):
     params = repo.params()
     params["train"]["families"]["naive_bayes"]["alpha"] = [0.5]
@@ -97,6 +126,10 @@ def test_changing_one_family_grid_invalidates_only_that_family(repo):
         log = repo.dvc("repro")
         running = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")}
         assert running == {"train@naive_bayes", "select", "evaluate"}
+        # the committed lock is now stale, and check-lock says which stage and why
+        stale = check_lock(repo)
+        assert stale.returncode == 1
+        assert "train@naive_bayes (params train.families.naive_bayes)" in stale.stderr
     finally:
         repo.git("checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots")
         repo.dvc("checkout", "--force")

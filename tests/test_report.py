@@ -5,7 +5,8 @@ import sys
 import pandas as pd
 import pytest
 
-from sentiment_pipeline.report import MARKER, ReportInputs, Snapshot, render
+from sentiment_pipeline.report import MARKER, ReportInputs, Snapshot, metrics_diff_table, render
+from sentiment_pipeline.tolerance import Difference
 
 from .pipeline_repo import create_project
 
@@ -113,3 +114,23 @@ def test_cv_table_shows_the_measured_search_time():
     md = render(inputs(current=current)).markdown
     assert "| **logreg** ✓ | 0.7200 | 0.7200 | 0.0100 | = 0.0000 | 3 | 0.35 | 2.6 |" in md
     assert "| naive_bayes | 0.7000 | 0.7000 | 0.0100 | = 0.0000 | 3 | — | — |" in md
+
+
+def test_metrics_that_moved_less_than_the_tolerance_are_left_out():
+    diff = {"metrics/test.json": {"f1_macro": {"old": 0.7713, "new": 0.771301, "diff": 1e-6},
+                                  "accuracy": {"old": 0.8293, "new": 0.8301, "diff": 0.0008},
+                                  "ece": {"old": None, "new": 0.035}},
+            "metrics/timing/logreg.json": {"search_seconds": {"old": 2.5, "new": 2.7, "diff": 0.2}}}
+    table, hidden = metrics_diff_table(diff, "base")
+    assert hidden == 1
+    assert "| metrics/test.json | accuracy | 0.8293 | 0.8301 | +0.0008 |" in table
+    assert "| metrics/test.json | ece | — | 0.035 | — |" in table
+    assert "f1_macro" not in table and "timing" not in table
+    assert metrics_diff_table({"m.json": {"a": {"old": 1.0, "new": 1.0 + 1e-9}}}, "base") == ("", 1)
+
+
+def test_last_bit_differences_from_another_runner_say_nothing_changed():
+    md = render(inputs(differences=[], metrics_within_tolerance=12)).markdown
+    assert "**Nothing changed**" in md and "12 metric value(s) moved by less than 5e-05" in md
+    moved = [Difference("plots/roc/neutral.json", "[3].tpr", 0.1, 0.2)]
+    assert "Nothing changed" not in render(inputs(differences=moved)).markdown

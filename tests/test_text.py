@@ -41,7 +41,7 @@ def test_negations_are_recognised():
         assert not is_negation(word), word
 
 
-def test_nltk_stopwords_keep_negations_by_default():
+def test_nltk_stopwords_keep_negations_by_default(nltk_stopwords):
     words = build_stopwords(StopwordsConfig())
     assert {"the", "a", "is", "and"} <= words
     assert not {"not", "no", "nor", "didn't", "didn", "don't"} & words
@@ -49,7 +49,7 @@ def test_nltk_stopwords_keep_negations_by_default():
     assert {"not", "no", "nor", "didn't"} <= with_negations
 
 
-def test_stopwords_are_removed_after_cleaning(cleaning):
+def test_stopwords_are_removed_after_cleaning(cleaning, nltk_stopwords):
     normalizer = TextNormalizer(cleaning, build_stopwords(StopwordsConfig()))
     assert normalizer("The flight was NOT on time and I didn't enjoy it") == "flight not time didn't enjoy"
 
@@ -68,4 +68,4 @@ def test_missing_nltk_corpus_says_how_to_get_it(monkeypatch, tmp_path):
     with pytest.raises(ResourceError) as info:
         build_stopwords(StopwordsConfig())
     message = str(info.value)
-    assert "nltk.downloader" in message and "NLTK_DATA" in message and "source: list" in message
+    assert "make stopwords" in message and "nltk.downloader" in message and "NLTK_DATA" in message and "source: list" in message

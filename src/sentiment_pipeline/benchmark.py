@@ -40,6 +40,7 @@ import yaml
 
 from sentiment_pipeline.config import FAMILY_GRIDS
 from sentiment_pipeline.files import write_csv
+from sentiment_pipeline.kernels import NATIVE_ENV as NATIVE_KERNELS_ENV
 
 log = logging.getLogger("sentiment_pipeline.benchmark")
 
@@ -193,23 +194,32 @@ def read_profile(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_ours(project: Path, runs: int) -> dict:
-    """``dvc repro --force`` ``runs`` times; wall time, per-stage profile and metrics of each."""
+def run_ours(project: Path, runs: int, native_kernels: bool = False) -> dict:
+    """``dvc repro --force`` ``runs`` times; wall time, per-stage profile and metrics of each.
+
+    ``native_kernels`` runs with the CPU's own NumPy/OpenBLAS/libm kernels instead of the pinned
+    ones (kernels.py): the reference that measures what pinning costs."""
     results = []
+    label = "ours, native kernels" if native_kernels else "ours"
+    tag = "native-" if native_kernels else ""
     for i in range(1, runs + 1):
-        profile = project.parent / f"profile-ours-{i}.jsonl"
+        profile = project.parent / f"profile-ours-{tag}{i}.jsonl"
         env = subprocess_env(project, profile)
-        log.info("ours: dvc repro --force, run %d of %d", i, runs)
+        if native_kernels:
+            env[NATIVE_KERNELS_ENV] = "1"
+        log.info("%s: dvc repro --force, run %d of %d", label, i, runs)
         seconds = _run_logged([sys.executable, "-m", "dvc", "repro", "--force"], project, env,
-                              project.parent / f"dvc-repro-{i}.log")
+                              project.parent / f"dvc-repro-{tag}{i}.log")
         selection = json.loads((project / "metrics/selection.json").read_text())
         test = json.loads((project / "metrics/test.json").read_text())
         results.append({"seconds": seconds, "stages": read_profile(profile),
                         "family": selection.get("family"),
                         "cv_f1_macro": selection.get("cv_f1_macro_mean"),
                         "test_f1_macro": test.get("f1_macro")})
-        log.info("ours: run %d took %.1f s; %s CV macro-F1 %.4f, test macro-F1 %.4f", i, seconds,
+        log.info("%s: run %d took %.1f s; %s CV macro-F1 %.4f, test macro-F1 %.4f", label, i, seconds,
                  results[-1]["family"], results[-1]["cv_f1_macro"], results[-1]["test_f1_macro"])
+    if native_kernels:
+        return summarise_ours(results)
     # What a user waits for when nothing changed: DVC checking every stage's hashes.
     env = subprocess_env(project)
     noop = [_run_logged([sys.executable, "-m", "dvc", "repro"], project, env,
@@ -588,6 +598,14 @@ def render_markdown(report: dict) -> str:
                                      "peak RSS"], rows))
         if ours and naive:
             parts.append(f"Speed ratio naive / pipeline: **{naive['seconds'] / ours['seconds']:.2f}x**")
+        native = report.get("ours_native_kernels")
+        if ours and native:
+            cost = ours["seconds"] / native["seconds"] - 1
+            parts.append(f"Pinned kernels (the default) against the CPU's native kernels "
+                         f"(`{NATIVE_KERNELS_ENV}=1`): {_fmt(ours['seconds'])} s vs "
+                         f"{_fmt(native['seconds'])} s (medians of {report['runs']}), "
+                         f"**{cost:+.1%}**; native run selected {native['family']}, test macro-F1 "
+                         f"{_fmt(native['test_f1_macro'], 4)}")
         if ours and ours.get("noop_seconds") is not None:
             parts.append(f"No-op `dvc repro` (nothing changed): {_fmt(ours['noop_seconds'])} s (median of 3)")
     if ours:
@@ -641,6 +659,8 @@ def run(
     skip_naive: bool = typer.Option(False, help="Leave out the naive reference."),
     skip_ours: bool = typer.Option(False, help="Leave out the dvc repro runs."),
     skip_growth: bool = typer.Option(False, help="Leave out the growth table."),
+    kernels_reference: bool = typer.Option(True, help="Also time dvc repro with the CPU's native "
+                                           "kernels, to measure what pinning them costs."),
     growth_sizes: str = typer.Option(None, help=f"Synthetic sizes (default {FULL_GROWTH_SIZES}; "
                                                 f"quick: {QUICK_GROWTH_SIZES})."),
     quick: bool = typer.Option(False, help=f"Smoke run: ~{QUICK_TRAIN_ROWS} training rows, tiny grids."),
@@ -664,6 +684,8 @@ def run(
             snapshot = snapshot_project(project, scratch / "project", quick, seed)
             if not skip_ours:
                 report["ours"] = run_ours(snapshot, runs)
+                if kernels_reference:
+                    report["ours_native_kernels"] = run_ours(snapshot, runs, native_kernels=True)
             else:  # the naive reference still needs the pipeline's split
                 _run_logged([sys.executable, "-m", "dvc", "repro", "preprocess"], snapshot,
                             subprocess_env(snapshot), scratch / "dvc-repro-preprocess.log")

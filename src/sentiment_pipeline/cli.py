@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import typer
 
-from sentiment_pipeline import paths, profiling
+from sentiment_pipeline import kernels, paths, profiling
 from sentiment_pipeline.errors import PipelineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -126,14 +126,24 @@ def report(
 
 
 @app.command("check-lock")
-def check_lock(rev: str = typer.Option("HEAD", help="The revision holding the committed results.")) -> None:
-    """Fail when dvc.lock, metrics/ or plots/ differ from REV (measured seconds excepted)."""
+def check_lock(
+    rev: str = typer.Option("HEAD", help="The revision holding the committed results."),
+    tolerance: float = typer.Option(None, min=0.0, help="Absolute tolerance for computed values "
+                                    "[default: tolerance.ABS_TOLERANCE, 5e-05]."),
+) -> None:
+    """Fail when dvc.lock differs from REV in code, params or data, or metrics/ and plots/ differ
+    beyond the tolerance (measured seconds excepted)."""
     from sentiment_pipeline import lockcheck
+    from sentiment_pipeline.tolerance import ABS_TOLERANCE
 
-    _run(lockcheck.check, root=Path.cwd(), rev=rev)
+    _run(lockcheck.check, root=Path.cwd(), rev=rev,
+         tolerance=ABS_TOLERANCE if tolerance is None else tolerance)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main() -> None:
+    """Console entry point (``sentiment-pipeline``, ``python -m sentiment_pipeline``)."""
+    # Before anything loads NumPy: the same numbers on every CPU model (see kernels.py).
+    kernels.pin(restart=True)
     app(prog_name="sentiment-pipeline")
 
 

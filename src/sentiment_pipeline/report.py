@@ -18,6 +18,8 @@ import pandas as pd
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import FAMILY_GRIDS
 from sentiment_pipeline.errors import PipelineError
+from sentiment_pipeline.lockcheck import result_differences
+from sentiment_pipeline.tolerance import ABS_TOLERANCE, Difference, numbers_close
 
 MARKER = "<!-- sentiment-pipeline-report -->"
 BASELINES = paths.METRICS_DIR / "baselines.json"
@@ -48,6 +50,9 @@ class ReportInputs:
     confusion: pd.DataFrame | None = None
     wall_time_seconds: float | None = None
     max_f1_macro_drop: float | None = None
+    # Result files (metrics/, plots/) differing beyond the tolerance; None: not compared.
+    differences: list[Difference] | None = None
+    metrics_within_tolerance: int = 0  # metric values that moved less than the tolerance
 
 
 @dataclass
@@ -107,6 +112,46 @@ def _dvc_md(root: Path, *args: str) -> str:
     return table if table.count("\n") >= 2 else ""
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cell(value) -> str:
+    return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def metrics_diff_table(diff: dict[str, dict[str, dict]], base_label: str,
+                       tolerance: float = ABS_TOLERANCE) -> tuple[str, int]:
+    """``dvc metrics diff --json`` as a markdown table, leaving out values that moved less than
+    the tolerance (what another CPU's last bits can do); returns the table and how many were
+    left out."""
+    rows, hidden = [], 0
+    for path, metrics in sorted(diff.items()):
+        if paths.TIMING_DIR.as_posix() in path:
+            continue
+        for name, change in sorted(metrics.items()):
+            old, new = change.get("old"), change.get("new")
+            if old == new:
+                continue
+            if _is_number(old) and _is_number(new) and numbers_close(old, new, tolerance):
+                hidden += 1
+                continue
+            delta = f"{new - old:+.4g}" if _is_number(old) and _is_number(new) else "—"
+            rows.append(f"| {path} | {name} | {_cell(old)} | {_cell(new)} | {delta} |")
+    if not rows:
+        return "", hidden
+    header = [f"| Path | Metric | {base_label} | workspace | Change |", "| --- | --- | --- | --- | --- |"]
+    return "\n".join(header + rows), hidden
+
+
+def _metrics_diff(root: Path, base_rev: str) -> tuple[str, int]:
+    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", base_rev, "--json"],
+                            cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"'dvc metrics diff {base_rev}' failed: {result.stderr.strip()}")
+    return metrics_diff_table(json.loads(result.stdout or "{}"), base_rev[:12])
+
+
 def confusion_table(root: Path) -> pd.DataFrame | None:
     file = root / paths.CONFUSION_MATRIX
     if not file.is_file():
@@ -119,15 +164,18 @@ def gather(root: Path, base_rev: str, wall_time_seconds: float | None = None,
            max_f1_macro_drop: float | None = None) -> ReportInputs:
     if _git("rev-parse", "--verify", "--quiet", f"{base_rev}^{{commit}}", cwd=root).returncode != 0:
         raise PipelineError(f"base revision {base_rev!r} is not a commit in this repository")
+    metrics_md, within_tolerance = _metrics_diff(root, base_rev)
     return ReportInputs(
         base_rev=base_rev,
         base=read_snapshot(root, base_rev),
         current=read_snapshot(root, None),
-        metrics_diff_md=_dvc_md(root, "metrics", "diff", base_rev),
+        metrics_diff_md=metrics_md,
         params_diff_md=_dvc_md(root, "params", "diff", base_rev),
         confusion=confusion_table(root),
         wall_time_seconds=wall_time_seconds,
         max_f1_macro_drop=max_f1_macro_drop,
+        differences=result_differences(root, base_rev),
+        metrics_within_tolerance=within_tolerance,
     )
 
 
@@ -140,7 +188,7 @@ def _delta(new: float | None, old: float | None) -> str:
     if new is None:
         return "removed"
     change = new - old
-    if abs(change) < 5e-5:
+    if numbers_close(new, old):
         return "= 0.0000"
     return f"{'▲' if change > 0 else '▼'} {change:+.4f}"
 
@@ -243,16 +291,29 @@ def _wall_time(seconds: float | None) -> str:
     return f"Pipeline wall time: {minutes}m {secs:02d}s (`dvc repro`)."
 
 
+def _nothing_changed(inputs: ReportInputs) -> bool:
+    """Same params, and the results match to the tolerance (the rule ``check-lock`` applies)."""
+    if inputs.params_diff_md or inputs.base.empty:
+        return False
+    if inputs.differences is not None:
+        return not inputs.differences
+    return not inputs.metrics_diff_md
+
+
 def render(inputs: ReportInputs) -> Report:
     regression = regression_reason(inputs)
     lines = [MARKER, "## Sentiment pipeline report", ""]
     if regression:
         lines += [f"> [!CAUTION]\n> **Regression gate failed:** {regression}.", ""]
-    if not inputs.metrics_diff_md and not inputs.params_diff_md and not inputs.base.empty:
-        lines += [f"**Nothing changed** against `{inputs.base_rev[:12]}`: same params, same metrics.", ""]
+    if _nothing_changed(inputs):
+        lines += [f"**Nothing changed** against `{inputs.base_rev[:12]}`: same params, same metrics"
+                  f" (to within {ABS_TOLERANCE:g}).", ""]
     lines += _headline(inputs)
     lines += ["", f"### Metrics diff (against `{inputs.base_rev[:12]}`)", ""]
     lines.append(inputs.metrics_diff_md or "No metric changed.")
+    if inputs.metrics_within_tolerance:
+        lines += ["", f"_{inputs.metrics_within_tolerance} metric value(s) moved by less than "
+                      f"{ABS_TOLERANCE:g} (the cross-machine tolerance) and are not listed._"]
     lines += ["", "### Params diff", ""]
     lines.append(inputs.params_diff_md or "No parameter changed.")
     lines += ["", "### Cross-validation by family", ""] + _cv_section(inputs)

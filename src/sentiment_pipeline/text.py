@@ -136,7 +136,7 @@ def nltk_english_stopwords() -> list[str]:
         searched = os.environ.get("NLTK_DATA") or "NLTK's default locations and ./.nltk_data"
         raise ResourceError(
             "NLTK's English stopword corpus was not found (searched "
-            f"{searched}). Run 'make install' (it fetches it with "
+            f"{searched}). Run 'make stopwords' (it runs "
             "'python -m nltk.downloader -d .nltk_data stopwords'), or point NLTK_DATA at a "
             "directory holding corpora/stopwords.zip, or set preprocess.stopwords.source: list "
             "with your own preprocess.stopwords.words."

@@ -1,6 +1,6 @@
 import joblib
 
-from sentiment_pipeline import paths
+from sentiment_pipeline import kernels, paths
 from sentiment_pipeline.config import FAMILY_GRIDS
 from sentiment_pipeline.files import atomic_path, file_md5, read_json, write_joblib, write_json
 from sentiment_pipeline.select import choose_family, cv_comparison_rows, final_model, fit_time_rows, model_card
@@ -18,8 +18,10 @@ def run() -> None:
         out.mkdir()
         write_joblib(final_model(vectorizer, candidate), out / "model.joblib")
         write_json(card, out / "model_card.json")
+    # Which kernels computed these numbers: on another architecture check-lock names this first.
     write_json({"family": best["family"], "cv_f1_macro_mean": best["cv_f1_macro_mean"],
-                "cv_f1_macro_std": best["cv_f1_macro_std"]}, paths.SELECTION)
+                "cv_f1_macro_std": best["cv_f1_macro_std"], "numerics": kernels.describe()},
+               paths.SELECTION)
     write_json(cv_comparison_rows(summaries), paths.CV_COMPARISON)
     timings = {s["family"]: read_json(paths.train_timing(s["family"])) for s in summaries}
     write_json(fit_time_rows(timings), paths.CV_FIT_TIME)
