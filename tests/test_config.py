@@ -56,7 +56,7 @@ def test_grid_params_are_prefixed_by_pipeline_step():
         ("train:\n  familes: {}\n", "train.familes"),
         ("featurize:\n  word_ngram_range: [3, 1]\n", "featurize.word_ngram_range"),
         ("download:\n  source: file\n", "download.path is required"),
-        ("preprocess:\n  stopwords:\n    source: list\n", "preprocess.stopwords.words"),
+        ("preprocess:\n  stopwords:\n    enabled: true\n    source: list\n", "preprocess.stopwords.words"),
     ],
 )
 def test_invalid_params_name_the_key(tmp_path, text, fragment):

@@ -42,20 +42,20 @@ def test_negations_are_recognised():
 
 
 def test_nltk_stopwords_keep_negations_by_default(nltk_stopwords):
-    words = build_stopwords(StopwordsConfig())
+    words = build_stopwords(StopwordsConfig(enabled=True))
     assert {"the", "a", "is", "and"} <= words
     assert not {"not", "no", "nor", "didn't", "didn", "don't"} & words
-    with_negations = build_stopwords(StopwordsConfig(keep_negations=False))
+    with_negations = build_stopwords(StopwordsConfig(enabled=True, keep_negations=False))
     assert {"not", "no", "nor", "didn't"} <= with_negations
 
 
 def test_stopwords_are_removed_after_cleaning(cleaning, nltk_stopwords):
-    normalizer = TextNormalizer(cleaning, build_stopwords(StopwordsConfig()))
+    normalizer = TextNormalizer(cleaning, build_stopwords(StopwordsConfig(enabled=True)))
     assert normalizer("The flight was NOT on time and I didn't enjoy it") == "flight not time didn't enjoy"
 
 
 def test_explicit_stopword_list_and_disabled():
-    words = build_stopwords(StopwordsConfig(source="list", words=["The", " of ", "not"]))
+    words = build_stopwords(StopwordsConfig(enabled=True, source="list", words=["The", " of ", "not"]))
     assert words == {"the", "of"}
     assert build_stopwords(StopwordsConfig(enabled=False)) == frozenset()
 
@@ -66,6 +66,6 @@ def test_missing_nltk_corpus_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ResourceError) as info:
-        build_stopwords(StopwordsConfig())
+        build_stopwords(StopwordsConfig(enabled=True))
     message = str(info.value)
     assert "make stopwords" in message and "nltk.downloader" in message and "NLTK_DATA" in message and "source: list" in message

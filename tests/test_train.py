@@ -87,7 +87,7 @@ def test_pipeline_steps():
     pipeline = build_pipeline("logreg", ResamplingConfig(strategy="class_weight"), seed=0)
     assert [name for name, _ in pipeline.steps] == ["select", "resample", "clf"]
     assert pipeline.named_steps["resample"] == "passthrough"
-    assert isinstance(build_pipeline("logreg", ResamplingConfig(), 0).named_steps["resample"], SMOTE)
+    assert isinstance(build_pipeline("logreg", ResamplingConfig(strategy="smote"), 0).named_steps["resample"], SMOTE)
 
 
 def test_smote_neighbours_are_checked_per_training_fold(features):
@@ -96,7 +96,7 @@ def test_smote_neighbours_are_checked_per_training_fold(features):
     # the smallest class has 24 rows: about 19 per training fold at 5 folds
     with pytest.raises(ConfigError, match=r"k_neighbors=20 .* train.cv_folds=5"):
         grid_search("naive_bayes", {"clf__alpha": [1.0]}, features.X_train, features.y_train,
-                    TrainConfig(cv_folds=5, n_jobs=1), ResamplingConfig(k_neighbors=20))
+                    TrainConfig(cv_folds=5, n_jobs=1), ResamplingConfig(strategy="smote", k_neighbors=20))
 
 
 def test_progress_bar_counts_every_candidate_fold_fit(features, monkeypatch):

@@ -51,3 +51,18 @@ def test_ci_workflow_runs_the_readme_test_command():
     assert "make test" in runs
     assert "make test" in (PROJECT_ROOT / "README.md").read_text()
     assert "make test" in (PROJECT_ROOT / ".ci/run").read_text()
+
+
+def test_pull_requests_restore_the_dvc_cache_that_main_saves():
+    load = lambda path: yaml.safe_load((PROJECT_ROOT / path).read_text())  # noqa: E731
+    restore = load(".github/actions/dvc-cache/action.yml")["runs"]["steps"][0]["with"]
+    ci_steps = load(".github/workflows/ci.yml")["jobs"]["lock-is-current"]["steps"]
+    saved = next(s["with"] for s in ci_steps if s.get("uses", "").startswith("actions/cache/save"))
+    assert saved["path"] == restore["path"] == ".dvc/cache"
+    assert saved["key"].startswith("dvc-${{ runner.os }}-${{ github.ref_name }}-")
+    assert "dvc-${{ runner.os }}-main-" in restore["restore-keys"].splitlines()
+    # the lock check itself recomputes everything: it restores no cache
+    assert all(s.get("uses") != "./.github/actions/dvc-cache" for s in ci_steps)
+    pr_steps = load(".github/workflows/pr-report.yml")["jobs"]["report"]["steps"]
+    order = [s.get("uses") or s.get("name") for s in pr_steps]
+    assert order.index("./.github/actions/dvc-cache") < order.index("Run the pipeline")

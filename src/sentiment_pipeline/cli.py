@@ -38,6 +38,24 @@ def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
     return f"{name}@{kwargs['family']}" if kwargs.get("family") else name
 
 
+# Which stage writes what: for the hint when a stage is run by hand before its inputs exist.
+_PRODUCERS = (("data/raw", "download"), ("data/processed", "preprocess"), ("data/features", "featurize"),
+              ("models/vectorizer", "featurize"), ("models/candidates", "train"),
+              ("metrics/cv", "train"), ("metrics/timing", "train"), ("models/final", "select"),
+              ("plots/cv_comparison.json", "select"), ("metrics/baselines.json", "baselines"),
+              ("metrics/data.json", "preprocess"))
+
+
+def missing_input_message(filename: str | None) -> str:
+    name = Path(filename or "an input file").as_posix()
+    relative = os.path.relpath(name) if os.path.isabs(name) else name
+    for prefix, stage in _PRODUCERS:
+        if relative == prefix or relative.startswith(prefix + "/"):
+            return (f"{relative}: not found; the '{stage}' stage writes it: run "
+                    f"'dvc repro {stage}' (or 'dvc repro' for everything) first")
+    return f"{relative}: not found"
+
+
 def _run(stage: Callable[..., None], **kwargs) -> None:
     _setup_logging()
     try:
@@ -46,6 +64,9 @@ def _run(stage: Callable[..., None], **kwargs) -> None:
             stage(**kwargs)
     except PipelineError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except FileNotFoundError as exc:  # an input of an earlier stage, when run by hand out of order
+        typer.echo(f"error: {missing_input_message(exc.filename)}", err=True)
         raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

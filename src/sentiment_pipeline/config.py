@@ -91,7 +91,9 @@ class DownloadConfig(_Section):
 
 # ---------------------------------------------------------------- preprocess
 class StopwordsConfig(_Section):
-    enabled: bool = True
+    # Defaults match params.yaml: a params file that leaves a section out gets what the
+    # committed one says, not a different pipeline (and no need for NLTK's corpus).
+    enabled: bool = False
     # ``nltk`` reads NLTK's English stopword corpus and fails if it is missing; ``list``
     # uses ``words`` below. There is no silent switch from one to the other.
     source: Literal["nltk", "list"] = "nltk"
@@ -133,7 +135,7 @@ NgramRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
 
 
 class ResamplingConfig(_Section):
-    strategy: Literal["smote", "none", "class_weight"] = "smote"
+    strategy: Literal["smote", "none", "class_weight"] = "class_weight"  # as in params.yaml
     k_neighbors: Annotated[int, Field(ge=1)] = 5
 
 

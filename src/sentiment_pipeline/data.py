@@ -311,6 +311,9 @@ def check_counts(frame: pd.DataFrame, name: str, min_rows: int, cv_folds: int) -
     if len(frame) < min_rows:
         raise DataError(f"{name}: {len(frame)} rows, fewer than download.min_rows={min_rows}")
     counts = frame["label"].value_counts()
+    if len(counts) < 2:
+        raise DataError(f"{name}: every row has the label {counts.index[0]!r}; a classifier needs "
+                        "rows of at least two classes")
     small = counts[counts < cv_folds]
     if len(small):
         detail = ", ".join(f"{label!r} has {count} rows" for label, count in small.items())

@@ -65,6 +65,12 @@ def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     class_counts = frame["label"].value_counts()
+    if len(class_counts) < 2:
+        raise DataError(
+            f"only the label {class_counts.index[0]!r} is left after dropping empty texts and "
+            "duplicates (the other labels' texts cleaned to nothing or repeated texts seen "
+            "first under this label); a classifier needs at least two classes"
+        )
     too_small = class_counts[class_counts < 2]
     if len(too_small):
         raise DataError(

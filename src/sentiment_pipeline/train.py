@@ -74,6 +74,9 @@ def _smallest_training_fold(y: np.ndarray, folds: int) -> int:
 
 def _check_folds(y: np.ndarray, folds: int, resampling: ResamplingConfig) -> None:
     counts = np.bincount(y)
+    if np.count_nonzero(counts) < 2:
+        raise DataError("the training split holds a single class; a classifier needs at least two "
+                        "(check data/processed/train.csv)")
     if counts.min() < folds:
         raise DataError(
             f"the smallest class has {counts.min()} training rows, fewer than "
