@@ -146,6 +146,33 @@ def report(
          fail_on_regression=fail_on_regression, params_file=params)
 
 
+@app.command()
+def predict(
+    source: Path = typer.Argument(..., help="Texts: .csv, .tsv, .jsonl or .parquet (csv/tsv/jsonl may end in .gz)."),
+    target: Path = typer.Argument(..., help="Predictions, in any of the same formats."),
+    text_column: str = typer.Option("text", help="The column holding the text."),
+    id_column: list[str] = typer.Option([], help="Column(s) copied to the output to join on (repeatable)."),
+    on_bad_row: str = typer.Option("fail", help="A row whose text is missing or not text: fail | skip."),
+    chunk_rows: int = typer.Option(10_000, min=1, help="Rows read, predicted and written at a time."),
+    input_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet [default: from the suffix]."),
+    output_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet [default: from the suffix]."),
+    project: Path = typer.Option(Path("."), help="Project root holding dvc.lock and models/final."),
+) -> None:
+    """Predict a file of texts with the pipeline's verified final model (label, confidence, p_<class>)."""
+    if on_bad_row not in {"fail", "skip"}:
+        raise typer.BadParameter(f"expected fail or skip, got {on_bad_row!r}", param_hint="--on-bad-row")
+
+    def run_batch() -> None:
+        from sentiment_pipeline.serving.batch import predict_file
+        from sentiment_pipeline.serving.predictor import Predictor
+
+        predict_file(Predictor.load(project), source, target, text_column=text_column,
+                     id_columns=id_column, on_bad_row=on_bad_row, chunk_rows=chunk_rows,
+                     input_format=input_format, output_format=output_format)
+
+    _run(run_batch)
+
+
 @app.command("check-lock")
 def check_lock(
     rev: str = typer.Option("HEAD", help="The revision holding the committed results."),

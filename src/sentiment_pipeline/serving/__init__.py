@@ -1,0 +1,1 @@
+"""Serving the model the pipeline selected: verified loading, one predictor, batch files."""

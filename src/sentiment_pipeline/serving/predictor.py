@@ -1,0 +1,105 @@
+"""One inference path for batch files and the API: raw text -> the run's cleaning -> the model.
+
+Labels come from the model's own ``predict`` and confidence is the probability it gave that
+label, computed by the same functions ``evaluate`` uses, so what is served is what was measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sentiment_pipeline import paths
+from sentiment_pipeline.evaluate import predicted_probabilities, top_label_confidence
+from sentiment_pipeline.files import read_json
+from sentiment_pipeline.serving.artifacts import VerifiedModel, verify_model
+from sentiment_pipeline.text import TextNormalizer, build_stopwords
+
+TEST_SCORES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_macro", "ece")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predictions for a batch of texts, as arrays (row ``i`` for text ``i``)."""
+
+    classes: list[str]
+    label_index: np.ndarray  # int, into ``classes``
+    confidence: np.ndarray  # the probability of the predicted label
+    probabilities: np.ndarray  # (n_texts, n_classes)
+    cleaned_length: np.ndarray  # characters left after cleaning; 0: the model saw no words
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.classes[i] for i in self.label_index]
+
+    def __len__(self) -> int:
+        return len(self.label_index)
+
+
+def model_metadata(verified: VerifiedModel, root: Path) -> dict:
+    """What a client or an operator needs to know about the served model."""
+    card = verified.card
+    test_file = root / paths.TEST_METRICS
+    test = read_json(test_file) if test_file.is_file() else {}
+    return {
+        "version": verified.version,
+        "family": card.get("family"),
+        "params": card.get("params", {}),
+        "classes": card.get("classes", []),
+        "cv": {"f1_macro_mean": card.get("cv_f1_macro_mean"), "f1_macro_std": card.get("cv_f1_macro_std"),
+               "folds": card.get("cv_folds"), "selected_by": card.get("selected_by")},
+        "test": {name: test[name] for name in TEST_SCORES if name in test},
+        "training_data_md5": card.get("training_data_md5"),
+        "model_lock_md5": verified.lock_md5,
+        "git_revision": verified.git_revision,
+        "libraries": card.get("libraries", {}),
+        "cleaning": verified.preprocess.model_dump(mode="json"),
+    }
+
+
+class Predictor:
+    """Texts in, labels, confidences and class probabilities out."""
+
+    def __init__(self, model, normalizer: TextNormalizer, classes: list[str], metadata: dict) -> None:
+        self.model = model
+        self.normalizer = normalizer
+        self.classes = list(classes)
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, root: Path | str = ".") -> Predictor:
+        """Verify ``models/final`` against ``dvc.lock`` (see artifacts.py), then load it."""
+        import joblib
+
+        root = Path(root)
+        verified = verify_model(root)
+        model = joblib.load(verified.model_file)
+        preprocess = verified.preprocess
+        normalizer = TextNormalizer(preprocess.cleaning, build_stopwords(preprocess.stopwords))
+        return cls(model, normalizer, verified.card["classes"], model_metadata(verified, root))
+
+    @property
+    def version(self) -> str:
+        return self.metadata.get("version", "unknown")
+
+    def clean(self, texts: Sequence[str]) -> list[str]:
+        return [self.normalizer(text) for text in texts]
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        cleaned = self.clean(texts)
+        if not cleaned:
+            empty = np.zeros(0)
+            return Predictions(self.classes, empty.astype(np.int64), empty,
+                               np.zeros((0, len(self.classes))), empty.astype(np.int64))
+        label_index = np.asarray(self.model.predict(cleaned), dtype=np.int64)
+        probabilities = predicted_probabilities(self.model, cleaned, self.classes)
+        return Predictions(
+            classes=self.classes,
+            label_index=label_index,
+            confidence=top_label_confidence(probabilities, label_index),
+            probabilities=probabilities,
+            cleaned_length=np.fromiter((len(text) for text in cleaned), dtype=np.int64, count=len(cleaned)),
+        )
