@@ -86,3 +86,13 @@ def nltk_stopwords(monkeypatch, nltk_data_dir) -> Path:
     monkeypatch.setattr(nltk.data, "path", [str(nltk_data_dir)])
     monkeypatch.setenv("NLTK_DATA", str(nltk_data_dir))
     return nltk_data_dir
+
+
+@pytest.fixture(scope="session")
+def served_project(tmp_path_factory) -> Path:
+    """The real pipeline run once on the committed fixture: a model to serve (read-only)."""
+    from .pipeline_repo import create_project
+
+    repo = create_project(tmp_path_factory.mktemp("served"))
+    repo.dvc("repro")
+    return repo.root

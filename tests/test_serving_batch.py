@@ -14,17 +14,12 @@ import pytest
 from sentiment_pipeline.serving.artifacts import ModelIntegrityError, dvc_dir_md5, verify_model
 from sentiment_pipeline.serving.predictor import Predictor
 
-from .pipeline_repo import create_project
-
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """The real pipeline, run once on the committed fixture."""
-    repo = create_project(tmp_path_factory.mktemp("served"))
-    repo.dvc("repro")
-    return repo.root
+def project(served_project):
+    return served_project
 
 
 @pytest.fixture()

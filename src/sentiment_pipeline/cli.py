@@ -173,6 +173,37 @@ def predict(
     _run(run_batch)
 
 
+@app.command()
+def serve(
+    project: Path = typer.Option(Path("."), help="Project root holding params.yaml, dvc.lock and models/final."),
+    host: str = typer.Option(None, help="Interface [default: serve.host]."),
+    port: int = typer.Option(None, help="Port [default: serve.port]."),
+    workers: int = typer.Option(None, help="Worker processes [default: serve.workers]."),
+) -> None:
+    """Serve the verified final model over HTTP (FastAPI + uvicorn); docs at /docs."""
+
+    def run_server() -> None:
+        import uvicorn
+
+        from sentiment_pipeline.config import Params, load_params, serve_config
+        from sentiment_pipeline.serving.api import PROJECT_ENV
+        from sentiment_pipeline.serving.artifacts import verify_model
+
+        params_file = project / "params.yaml"
+        overrides = {f"SENTIMENT_SERVE_{k.upper()}": str(v)
+                     for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+        os.environ.update(overrides)
+        settings = serve_config(load_params(params_file) if params_file.is_file() else Params(), os.environ)
+        verify_model(project)  # a missing, stale or tampered model stops here, in one line
+        os.environ[PROJECT_ENV] = str(project.resolve())
+        uvicorn.run("sentiment_pipeline.serving.api:app_from_environment", factory=True,
+                    host=settings.host, port=settings.port, workers=settings.workers,
+                    timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+                    log_level=os.environ.get("SENTIMENT_LOG_LEVEL", "info").lower(), access_log=False)
+
+    _run(run_server)
+
+
 @app.command("check-lock")
 def check_lock(
     rev: str = typer.Option("HEAD", help="The revision holding the committed results."),

@@ -7,6 +7,7 @@ wrong type fails before any work starts, with the offending key named in the mes
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -294,6 +295,20 @@ class BaselinesConfig(_Section):
     textblob_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
+# ---------------------------------------------------------------- serve (not a stage)
+class ServeConfig(_Section):
+    """``sentiment-pipeline serve``; every field can be overridden by an environment variable
+    ``SENTIMENT_SERVE_<FIELD>`` (e.g. ``SENTIMENT_SERVE_PORT=9000``) for deployment."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    max_texts_per_request: Annotated[int, Field(ge=1)] = 256
+    max_chars_per_text: Annotated[int, Field(ge=1)] = 5000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 10.0
+
+
 # ---------------------------------------------------------------- params.yaml
 class Params(_Section):
     download: DownloadConfig = DownloadConfig()
@@ -303,6 +318,22 @@ class Params(_Section):
     report: ReportConfig = ReportConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     baselines: BaselinesConfig = BaselinesConfig()
+    serve: ServeConfig = ServeConfig()
+
+
+SERVE_ENV_PREFIX = "SENTIMENT_SERVE_"
+
+
+def serve_config(params: Params, environ: Mapping[str, str]) -> ServeConfig:
+    """``params.serve`` with ``SENTIMENT_SERVE_<FIELD>`` environment variables applied."""
+    overrides = {name: environ[SERVE_ENV_PREFIX + name.upper()] for name in ServeConfig.model_fields
+                 if SERVE_ENV_PREFIX + name.upper() in environ}
+    try:
+        return ServeConfig.model_validate({**params.serve.model_dump(), **overrides})
+    except ValidationError as error:
+        item = error.errors()[0]
+        name = SERVE_ENV_PREFIX + str(item["loc"][0]).upper()
+        raise ConfigError(f"{name}={item.get('input')!r}: {item['msg']}") from None
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:

@@ -1,0 +1,284 @@
+"""The REST API (FastAPI): ``POST /v1/predict``, ``GET /v1/model``, health, readiness, metrics.
+
+Client input never produces a 500: a body over ``serve.max_body_bytes`` or more than
+``serve.max_texts_per_request`` texts is a 413, anything malformed a 422, each with a JSON body
+naming the field. The model is verified and loaded once per worker at start-up (lifespan).
+"""
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sentiment_pipeline.config import ServeConfig
+from sentiment_pipeline.serving.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+PROJECT_ENV = "SENTIMENT_SERVE_PROJECT"  # where `serve` tells its workers to load the model from
+
+
+# ------------------------------------------------------------------ request and response models
+class PredictRequest(BaseModel):
+    """One text (``text``) or several (``texts``), not both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "@united thanks, the crew was great!"},
+        {"texts": ["lost my bag again", "what time does boarding start?"]},
+    ]})
+
+    text: str | None = Field(None, description="A single raw text, as users wrote it.")
+    texts: list[str] | None = Field(None, description="Several raw texts, predicted together.")
+
+    @model_validator(mode="after")
+    def _one_of_text_or_texts(self) -> "PredictRequest":
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' or 'texts'")
+        if self.texts is not None and not self.texts:
+            raise ValueError("'texts' must hold at least one text")
+        return self
+
+    @property
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class PredictionOut(BaseModel):
+    prediction_id: str = Field(description="Unique id of this prediction (for feedback).")
+    label: str
+    confidence: float = Field(description="The probability the model gave its label.")
+    probabilities: dict[str, float] = Field(description="Probability per class.")
+    model_version: str
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "request_id": "3f1c2d6e9a7b4c1e8d5f0a2b6c9e1d4f", "model_version": "f7c82c3f755d",
+        "predictions": [{"prediction_id": "9b2e6f0c1a3d4e5f8a7b6c5d4e3f2a1b", "label": "positive",
+                         "confidence": 0.93, "probabilities": {"negative": 0.03, "neutral": 0.04,
+                                                               "positive": 0.93},
+                         "model_version": "f7c82c3f755d"}]}]})
+
+    request_id: str
+    model_version: str
+    predictions: list[PredictionOut]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    details: list[ErrorDetail] = []
+
+
+class Health(BaseModel):
+    status: str
+
+
+ERRORS = {413: {"model": ErrorResponse, "description": "Body or text count over the limits"},
+          422: {"model": ErrorResponse, "description": "Malformed request (the field is named)"}}
+
+
+def _error(status: int, error: str, details: list[tuple[str, str]] = ()) -> JSONResponse:
+    body = ErrorResponse(error=error, details=[ErrorDetail(field=f, message=m) for f, m in details])
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+# ------------------------------------------------------------------ metrics
+class ServiceMetrics:
+    """Prometheus metrics of one app (its own registry: no process-global state)."""
+
+    def __init__(self, classes: list[str]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("sentiment_requests", "HTTP requests", ["method", "path", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("sentiment_request_seconds", "Request latency", ["path"],
+                                 buckets=(.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5),
+                                 registry=self.registry)
+        self.predictions = Counter("sentiment_predictions", "Predictions per class", ["label"],
+                                   registry=self.registry)
+        self.confidence = Histogram("sentiment_prediction_confidence", "Confidence of predictions",
+                                    buckets=tuple(i / 10 for i in range(1, 11)), registry=self.registry)
+        for label in classes:  # every class shows up, at 0, before its first prediction
+            self.predictions.labels(label=label)
+
+
+# ------------------------------------------------------------------ body size limit (ASGI)
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with a 413 before they are parsed: by the declared
+    Content-Length, or, for a body sent without one, after reading at most ``max_bytes + 1``."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                await _body_too_large(self.max_bytes)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # Chunked: buffer (bounded), then replay the body to the app.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await _body_too_large(self.max_bytes)(scope, receive, send)
+                return
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _body_too_large(max_bytes: int) -> JSONResponse:
+    return _error(413, f"request body over serve.max_body_bytes={max_bytes}",
+                  [("body", "send less, or split the texts over several requests")])
+
+
+# ------------------------------------------------------------------ the app
+def _field(location: tuple) -> str:
+    parts = [str(p) for p in location if p != "body"]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "body"
+
+
+def predictor_of(request: Request) -> Predictor:
+    """The app's predictor, loaded at start-up (a FastAPI dependency)."""
+    return request.app.state.predictor
+
+
+def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor]) -> FastAPI:
+    """The API around the predictor ``load_predictor`` returns (called once, at start-up)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        predictor = load_predictor()
+        app.state.predictor = predictor
+        app.state.metrics = ServiceMetrics(predictor.classes)
+        log.info("serving model %s (%s)", predictor.version, predictor.metadata.get("family"))
+        yield
+        log.info("shutting down")
+
+    app = FastAPI(title="Sentiment pipeline", version="1", lifespan=lifespan,
+                  description="Predictions of the model the DVC pipeline selected and evaluated.")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [("body", f"not valid JSON (at character {e['loc'][-1]})") if e.get("type") == "json_invalid"
+                   else (_field(tuple(e.get("loc", ()))), e.get("msg", "invalid")) for e in exc.errors()]
+        return _error(422, "invalid request", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal server error")
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        metrics: ServiceMetrics | None = getattr(request.app.state, "metrics", None)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        if metrics is not None:
+            metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+            metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
+    def predict(body: PredictRequest, request: Request,
+                predictor: Annotated[Predictor, Depends(predictor_of)]) -> PredictResponse | JSONResponse:
+        """Label, confidence and class probabilities for one text or a list of texts."""
+        texts = body.all_texts
+        if len(texts) > settings.max_texts_per_request:
+            return _error(413, f"{len(texts)} texts, more than serve.max_texts_per_request="
+                               f"{settings.max_texts_per_request}", [("texts", "split them over several requests")])
+        too_long = [(("text" if body.text is not None else f"texts[{i}]"),
+                     f"{len(t)} characters, more than serve.max_chars_per_text={settings.max_chars_per_text}")
+                    for i, t in enumerate(texts) if len(t) > settings.max_chars_per_text]
+        if too_long:
+            return _error(422, "text too long", too_long)
+        result = predictor.predict(texts)
+        metrics: ServiceMetrics = request.app.state.metrics
+        version = predictor.version
+        out = []
+        for i, label in enumerate(result.labels):
+            metrics.predictions.labels(label=label).inc()
+            metrics.confidence.observe(float(result.confidence[i]))
+            out.append(PredictionOut(
+                prediction_id=uuid.uuid4().hex, label=label, confidence=float(result.confidence[i]),
+                probabilities={c: float(p) for c, p in zip(result.classes, result.probabilities[i])},
+                model_version=version))
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        return PredictResponse(request_id=request_id[:128], model_version=version, predictions=out)
+
+    @app.get("/v1/model")
+    def model(predictor: Annotated[Predictor, Depends(predictor_of)]) -> dict:
+        """The served model: family, params, CV and test scores, classes, hashes, git revision."""
+        return predictor.metadata
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        """The process is up."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    def readyz(request: Request) -> Health | JSONResponse:
+        """The model is loaded and verified: the instance can take traffic."""
+        if getattr(request.app.state, "predictor", None) is None:
+            return JSONResponse(status_code=503, content={"status": "loading"})
+        return Health(status="ready")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_environment():
+    """uvicorn's factory in each worker: project root and limits from the environment that
+    ``sentiment-pipeline serve`` set up."""
+    from sentiment_pipeline.config import Params, load_params, serve_config
+
+    root = Path(os.environ.get(PROJECT_ENV, "."))
+    params_file = root / "params.yaml"
+    settings = serve_config(load_params(params_file) if params_file.is_file() else Params(), os.environ)
+    return create_app(settings, lambda: Predictor.load(root))
