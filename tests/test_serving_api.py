@@ -25,8 +25,10 @@ LIMITS = ServeConfig(max_texts_per_request=3, max_chars_per_text=50, max_body_by
 
 
 @pytest.fixture(scope="module")
-def client(served_project):
-    with TestClient(create_app(LIMITS, lambda: Predictor.load(served_project))) as test_client:
+def client(served_project, tmp_path_factory):
+    database = tmp_path_factory.mktemp("log") / "predictions.db"
+    settings = LIMITS.model_copy(update={"database_url": f"sqlite:///{database}"})
+    with TestClient(create_app(settings, lambda: Predictor.load(served_project))) as test_client:
         yield test_client
 
 

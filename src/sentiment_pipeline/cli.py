@@ -204,6 +204,29 @@ def serve(
     _run(run_server)
 
 
+@app.command("export-feedback")
+def export_feedback(
+    output: Path = typer.Argument(Path("data/external/feedback.csv"), help="CSV of (text, label)."),
+    project: Path = typer.Option(Path("."), help="Project root holding params.yaml (serve.database_url)."),
+    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+) -> None:
+    """Export predictions that received feedback as training data for the download stage."""
+
+    def run_export() -> None:
+        from sentiment_pipeline.config import Params, load_params, serve_config
+        from sentiment_pipeline.serving.prediction_log import connect
+        from sentiment_pipeline.serving.prediction_log import export_feedback as export
+
+        params_file = project / "params.yaml"
+        settings = serve_config(load_params(params_file) if params_file.is_file() else Params(), os.environ)
+        written, without_text = export(connect(database_url or settings.database_url, project), output)
+        logging.getLogger("sentiment_pipeline.feedback").info(
+            "%d labelled row(s) written to %s%s", written, output,
+            f"; {without_text} left out (text not stored)" if without_text else "")
+
+    _run(run_export)
+
+
 @app.command("check-lock")
 def check_lock(
     rev: str = typer.Option("HEAD", help="The revision holding the committed results."),

@@ -307,6 +307,12 @@ class ServeConfig(_Section):
     max_chars_per_text: Annotated[int, Field(ge=1)] = 5000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # The prediction log (SQLAlchemy URL): SQLite under logs/ by default, e.g.
+    # postgresql://user:password@host:5432/sentiment in production.
+    database_url: str = "sqlite:///logs/predictions.db"
+    log_text: bool = True  # false: only each text's SHA-256 is stored
+    log_queue_size: Annotated[int, Field(ge=1)] = 10_000
+    log_batch_size: Annotated[int, Field(ge=1)] = 500
 
 
 # ---------------------------------------------------------------- params.yaml

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiment_pipeline.config import ServeConfig
+from sentiment_pipeline.serving.prediction_log import LogSettings, PredictionLog, connect
 from sentiment_pipeline.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,20 @@ class PredictResponse(BaseModel):
     request_id: str
     model_version: str
     predictions: list[PredictionOut]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prediction_id": "9b2e6f0c1a3d4e5f8a7b6c5d4e3f2a1b", "label": "neutral"}]})
+
+    prediction_id: str = Field(min_length=1, max_length=32, description="From a /v1/predict answer.")
+    label: str = Field(description="The correct label, one of the model's classes.")
+
+
+class FeedbackResponse(BaseModel):
+    prediction_id: str
+    label: str
+    status: str
 
 
 class ErrorDetail(BaseModel):
@@ -179,17 +195,30 @@ def predictor_of(request: Request) -> Predictor:
     return request.app.state.predictor
 
 
-def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor]) -> FastAPI:
-    """The API around the predictor ``load_predictor`` returns (called once, at start-up)."""
+def prediction_log_of(request: Request) -> PredictionLog:
+    return request.app.state.prediction_log
+
+
+def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
+               root: Path = Path(".")) -> FastAPI:
+    """The API around the predictor ``load_predictor`` returns (called once, at start-up),
+    logging to ``settings.database_url`` (a relative SQLite path is under ``root``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictor = load_predictor()
-        app.state.predictor = predictor
+        engine = await run_in_threadpool(connect, settings.database_url, root)
+        prediction_log = PredictionLog(engine, LogSettings(
+            log_text=settings.log_text, queue_size=settings.log_queue_size,
+            batch_size=settings.log_batch_size))
+        prediction_log.start()
+        app.state.predictor, app.state.prediction_log = predictor, prediction_log
         app.state.metrics = ServiceMetrics(predictor.classes)
-        log.info("serving model %s (%s)", predictor.version, predictor.metadata.get("family"))
+        log.info("serving model %s (%s); prediction log %s", predictor.version,
+                 predictor.metadata.get("family"), engine.url.render_as_string(hide_password=True))
         yield
-        log.info("shutting down")
+        log.info("shutting down: draining the prediction log")
+        await prediction_log.close()
 
     app = FastAPI(title="Sentiment pipeline", version="1", lifespan=lifespan,
                   description="Predictions of the model the DVC pipeline selected and evaluated.")
@@ -222,9 +251,13 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor]) -
         return response
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
-    def predict(body: PredictRequest, request: Request,
-                predictor: Annotated[Predictor, Depends(predictor_of)]) -> PredictResponse | JSONResponse:
-        """Label, confidence and class probabilities for one text or a list of texts."""
+    async def predict(body: PredictRequest, request: Request,
+                      predictor: Annotated[Predictor, Depends(predictor_of)],
+                      prediction_log: Annotated[PredictionLog, Depends(prediction_log_of)],
+                      ) -> PredictResponse | JSONResponse:
+        """Label, confidence and class probabilities for one text or a list of texts; each
+        prediction is logged with its id (see /v1/feedback)."""
+        started = time.perf_counter()
         texts = body.all_texts
         if len(texts) > settings.max_texts_per_request:
             return _error(413, f"{len(texts)} texts, more than serve.max_texts_per_request="
@@ -234,19 +267,42 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor]) -
                     for i, t in enumerate(texts) if len(t) > settings.max_chars_per_text]
         if too_long:
             return _error(422, "text too long", too_long)
-        result = predictor.predict(texts)
+        result = await run_in_threadpool(predictor.predict, texts)
         metrics: ServiceMetrics = request.app.state.metrics
         version = predictor.version
-        out = []
+        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
+        latency_ms = (time.perf_counter() - started) * 1000
+        out, rows = [], []
         for i, label in enumerate(result.labels):
             metrics.predictions.labels(label=label).inc()
             metrics.confidence.observe(float(result.confidence[i]))
-            out.append(PredictionOut(
+            prediction = PredictionOut(
                 prediction_id=uuid.uuid4().hex, label=label, confidence=float(result.confidence[i]),
                 probabilities={c: float(p) for c, p in zip(result.classes, result.probabilities[i])},
-                model_version=version))
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        return PredictResponse(request_id=request_id[:128], model_version=version, predictions=out)
+                model_version=version)
+            out.append(prediction)
+            rows.append(prediction_log.row(
+                prediction_id=prediction.prediction_id, request_id=request_id, text=texts[i],
+                cleaned_length=int(result.cleaned_length[i]), label=label,
+                confidence=prediction.confidence, probabilities=prediction.probabilities,
+                model_version=version, latency_ms=latency_ms))
+        await prediction_log.record(rows)
+        return PredictResponse(request_id=request_id, model_version=version, predictions=out)
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse, status_code=201,
+              responses={404: {"model": ErrorResponse}, 422: ERRORS[422]})
+    async def add_feedback(body: FeedbackRequest,
+                           predictor: Annotated[Predictor, Depends(predictor_of)],
+                           prediction_log: Annotated[PredictionLog, Depends(prediction_log_of)],
+                           ) -> FeedbackResponse | JSONResponse:
+        """Store the correct label of an earlier prediction (see `sentiment-pipeline export-feedback`)."""
+        if body.label not in predictor.classes:
+            return _error(422, "unknown label", [("label", f"{body.label!r} is not one of {predictor.classes}")])
+        await prediction_log.flush()  # the prediction may still be on its way to the database
+        if not await run_in_threadpool(prediction_log.prediction_exists, body.prediction_id):
+            return _error(404, "unknown prediction", [("prediction_id", f"no prediction {body.prediction_id!r} in the log")])
+        await run_in_threadpool(prediction_log.add_feedback, body.prediction_id, body.label)
+        return FeedbackResponse(prediction_id=body.prediction_id, label=body.label, status="recorded")
 
     @app.get("/v1/model")
     def model(predictor: Annotated[Predictor, Depends(predictor_of)]) -> dict:
@@ -281,4 +337,4 @@ def app_from_environment():
     root = Path(os.environ.get(PROJECT_ENV, "."))
     params_file = root / "params.yaml"
     settings = serve_config(load_params(params_file) if params_file.is_file() else Params(), os.environ)
-    return create_app(settings, lambda: Predictor.load(root))
+    return create_app(settings, lambda: Predictor.load(root), root)
