@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -156,3 +157,52 @@ def test_a_tampered_model_stops_start_up_in_one_line(served_project, tmp_path):
     assert server.returncode == 1
     assert stderr.startswith("error: models/final: hash") and "does not match" in stderr
     assert "Traceback" not in stderr
+
+
+def test_micro_batching_gives_each_text_its_own_numbers(served_project):
+    """Concurrent requests predicted together get exactly what they would get alone."""
+    import asyncio
+
+    import numpy as np
+
+    from sentiment_pipeline.serving.batching import MicroBatcher
+
+    predictor = Predictor.load(served_project)
+    texts = [f"{word} flight number {i}" for i, word in enumerate(["awful", "great", "late", "ok"] * 10)]
+
+    async def concurrently():
+        batcher = MicroBatcher(predictor, max_batch=16, max_wait_ms=5)
+        batcher.start()
+        try:
+            results = await asyncio.gather(*(batcher.predict([t]) for t in texts),
+                                           batcher.predict(texts[:3]))
+        finally:
+            await batcher.close()
+        return results, batcher.batches
+
+    results, batches = asyncio.run(concurrently())
+    assert batches < len(texts)  # they were batched
+    for text, result in zip(texts, results):
+        alone = predictor.predict([text])
+        assert result.labels == alone.labels
+        assert np.array_equal(result.probabilities, alone.probabilities)
+        assert np.array_equal(result.confidence, alone.confidence)
+    assert results[-1].labels == predictor.predict(texts[:3]).labels
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_project):
+    """Property-based requests from the live OpenAPI schema: every check schemathesis has
+    (no 5xx, documented status codes and bodies, schema-valid accepted, invalid rejected)."""
+    port = free_port()
+    server = start_server(served_project, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, server)
+        result = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "run", f"{url}/openapi.json",
+                                 "--checks", "all", "--max-examples", "30", "--seed", "1", "--no-color"],
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Tested: 5" in result.stdout

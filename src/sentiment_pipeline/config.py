@@ -313,6 +313,10 @@ class ServeConfig(_Section):
     log_text: bool = True  # false: only each text's SHA-256 is stored
     log_queue_size: Annotated[int, Field(ge=1)] = 10_000
     log_batch_size: Annotated[int, Field(ge=1)] = 500
+    # Micro-batching: texts of concurrent requests arriving within batch_wait_ms share one model
+    # call of up to batch_max_texts texts (same numbers as one by one: every step is row-wise).
+    batch_max_texts: Annotated[int, Field(ge=1)] = 64
+    batch_wait_ms: Annotated[float, Field(ge=0)] = 2.0
 
 
 # ---------------------------------------------------------------- params.yaml

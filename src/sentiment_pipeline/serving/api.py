@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiment_pipeline.config import ServeConfig
+from sentiment_pipeline.serving.batching import MicroBatcher
 from sentiment_pipeline.serving.prediction_log import LogSettings, PredictionLog, connect
 from sentiment_pipeline.serving.predictor import Predictor
 
@@ -45,8 +46,11 @@ class PredictRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_of_text_or_texts(self) -> "PredictRequest":
-        if (self.text is None) == (self.texts is None):
+        given = {"text", "texts"} & self.model_fields_set
+        if len(given) != 1:
             raise ValueError("give exactly one of 'text' or 'texts'")
+        if getattr(self, given.pop()) is None:
+            raise ValueError("'text' must be a string and 'texts' a list of strings, not null")
         if self.texts is not None and not self.texts:
             raise ValueError("'texts' must hold at least one text")
         return self
@@ -176,6 +180,35 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
+class RequestMetrics:
+    """Count requests by route and status and time them (plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` costs more per request than the model call)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_with_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            metrics: ServiceMetrics | None = getattr(scope["app"].state, "metrics", None)
+            if metrics is not None:
+                path = getattr(scope.get("route"), "path", "unmatched")
+                metrics.requests.labels(scope["method"], path, str(status)).inc()
+                metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
 def _body_too_large(max_bytes: int) -> JSONResponse:
     return _error(413, f"request body over serve.max_body_bytes={max_bytes}",
                   [("body", "send less, or split the texts over several requests")])
@@ -188,6 +221,22 @@ def _field(location: tuple) -> str:
     for part in parts:
         text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
     return text or "body"
+
+
+def tighten_schema(schema: dict, settings: ServeConfig, classes: list[str]) -> None:
+    """Say in the OpenAPI schema what the server enforces, so that a client (or schemathesis)
+    generating schema-valid requests gets 2xx: exactly one of text/texts, the size limits, the
+    model's classes as feedback labels. Known only once the settings and the model are."""
+    schemas = schema["components"]["schemas"]
+    text = {"type": "string", "maxLength": settings.max_chars_per_text}
+    predict = schemas["PredictRequest"]
+    predict["properties"]["text"] = {**text, "description": predict["properties"]["text"].get("description", "")}
+    predict["properties"]["texts"] = {"type": "array", "items": text, "minItems": 1,
+                                      "maxItems": settings.max_texts_per_request,
+                                      "description": predict["properties"]["texts"].get("description", "")}
+    predict["oneOf"] = [{"required": ["text"]}, {"required": ["texts"]}]
+    predict["additionalProperties"] = False
+    schemas["FeedbackRequest"]["properties"]["label"]["enum"] = list(classes)
 
 
 def predictor_of(request: Request) -> Predictor:
@@ -212,12 +261,17 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
             log_text=settings.log_text, queue_size=settings.log_queue_size,
             batch_size=settings.log_batch_size))
         prediction_log.start()
-        app.state.predictor, app.state.prediction_log = predictor, prediction_log
+        batcher = MicroBatcher(predictor, max_batch=settings.batch_max_texts,
+                               max_wait_ms=settings.batch_wait_ms)
+        batcher.start()
+        app.state.predictor, app.state.prediction_log, app.state.batcher = predictor, prediction_log, batcher
         app.state.metrics = ServiceMetrics(predictor.classes)
+        tighten_schema(app.openapi(), settings, predictor.classes)
         log.info("serving model %s (%s); prediction log %s", predictor.version,
                  predictor.metadata.get("family"), engine.url.render_as_string(hide_password=True))
         yield
         log.info("shutting down: draining the prediction log")
+        await batcher.close()
         await prediction_log.close()
 
     app = FastAPI(title="Sentiment pipeline", version="1", lifespan=lifespan,
@@ -231,24 +285,16 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": not JSON text at all
+            return _error(422, "invalid request", [("body", "not a JSON document in UTF-8")])
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "internal server error")
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        metrics: ServiceMetrics | None = getattr(request.app.state, "metrics", None)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        if metrics is not None:
-            metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-            metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(body: PredictRequest, request: Request,
@@ -267,7 +313,10 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
                     for i, t in enumerate(texts) if len(t) > settings.max_chars_per_text]
         if too_long:
             return _error(422, "text too long", too_long)
-        result = await run_in_threadpool(predictor.predict, texts)
+        if len(texts) < settings.batch_max_texts:  # small requests share model calls
+            result = await request.app.state.batcher.predict(texts)
+        else:
+            result = await run_in_threadpool(predictor.predict, texts)
         metrics: ServiceMetrics = request.app.state.metrics
         version = predictor.version
         request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
@@ -325,6 +374,7 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
     def metrics(request: Request) -> Response:
         return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
