@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sentiment_pipeline.serving.predictor import Predictions, Predictor
+from sentiment_pipeline.serving.queues import next_batch
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +60,8 @@ class MicroBatcher:
         )
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
-            deadline = loop.time() + self.max_wait
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self.queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except TimeoutError:
-                    break
-            await self._predict(batch)
+            await self._predict(await next_batch(self.queue, self.max_batch, self.max_wait))
 
     async def _predict(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         texts = [text for text, _ in batch]

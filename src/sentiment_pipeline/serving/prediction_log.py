@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from sentiment_pipeline.errors import ConfigError
+from sentiment_pipeline.serving.queues import next_batch
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +135,8 @@ class PredictionLog:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self.queue.get()]
-            deadline = asyncio.get_running_loop().time() + self.settings.flush_seconds
-            while len(batch) < self.settings.batch_size:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except TimeoutError:
-                    break
-            await self._write(batch)
+            await self._write(await next_batch(self.queue, self.settings.batch_size,
+                                               self.settings.flush_seconds))
 
     async def _write(self, batch: list[dict], attempts: int = 5) -> None:
         try:
