@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test report bench bench-serve clean
+.PHONY: help install stopwords repro test report bench bench-serve bench-monitor clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -56,10 +56,14 @@ report: install  ## Markdown report of params/metrics changes vs BASE (default: 
 bench: install  ## Time the pipeline against a naive grid search, preprocess/featurize growth, and serving (long)
 	$(BIN)/python -m sentiment_pipeline.benchmark $(BENCH_ARGS)
 	$(MAKE) bench-serve
+	$(MAKE) bench-monitor
 
 # SERVE_BENCH_ARGS passes options through, e.g. "--workers 2 --seconds 10". Needs wrk (Debian: wrk).
 bench-serve: repro  ## The API under load (wrk) against a plain Flask app, batch texts/s
 	$(BIN)/python benchmarks/serve_bench.py $(SERVE_BENCH_ARGS)
+
+bench-monitor: repro  ## The running service fed airline tweets, then another domain: what monitor reports
+	$(BIN)/python benchmarks/monitor_sim.py $(MONITOR_SIM_ARGS)
 
 clean:  ## Remove the virtual environments
 	rm -rf $(VENV) .tools

@@ -104,6 +104,27 @@ def run_wrk(url: str, body_key: str, seconds: int, connections: int, workdir: Pa
             "requests": int(re.search(r"(\d+) requests in", out).group(1)), "raw": out}
 
 
+def bench_batch_endpoint(url: str, seconds: float, clients: int, size: int = 256) -> tuple[float, int]:
+    """Requests of ``size`` texts from ``clients`` concurrent clients (one per worker keeps every
+    worker busy): texts per second over ``seconds``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(size)]
+    started = time.perf_counter()
+
+    def client() -> int:
+        done = 0
+        with httpx.Client(timeout=30) as http:
+            while time.perf_counter() - started < seconds:
+                http.post(url, json={"texts": texts}).raise_for_status()
+                done += size
+        return done
+
+    with ThreadPoolExecutor(clients) as pool:
+        done = sum(pool.map(lambda _: client(), range(clients)))
+    return done / (time.perf_counter() - started), done
+
+
 def bench_ours(seconds: int, connections: int, workdir: Path, workers: int) -> dict:
     port, database = free_port(), workdir / "log.db"
     env = {**os.environ, "SENTIMENT_SERVE_DATABASE_URL": f"sqlite:///{database}", "SENTIMENT_LOG_LEVEL": "warning"}
@@ -115,13 +136,7 @@ def bench_ours(seconds: int, connections: int, workdir: Path, workers: int) -> d
         wait_ready(f"{url}/healthz", server)
         time.sleep(2 if workers > 1 else 0.5)
         single = run_wrk(f"{url}/v1/predict", "text", seconds, connections, workdir)
-        batch_texts = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(256)]
-        started, texts_done = time.perf_counter(), 0
-        with httpx.Client(timeout=30) as http:
-            while time.perf_counter() - started < min(seconds, 10):
-                http.post(f"{url}/v1/predict", json={"texts": batch_texts}).raise_for_status()
-                texts_done += len(batch_texts)
-        batch_rate = texts_done / (time.perf_counter() - started)
+        batch_rate, texts_done = bench_batch_endpoint(f"{url}/v1/predict", min(seconds, 10), clients=workers)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)

@@ -1,20 +1,26 @@
 import json
+import re
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from sentiment_pipeline.report import MARKER, ReportInputs, Snapshot, metrics_diff_table, render
+from sentiment_pipeline.report import (MARKER, ReportInputs, Snapshot, mermaid_bar_chart,
+                                       metrics_diff_table, render, y_axis_range)
 from sentiment_pipeline.tolerance import Difference
 
 from .pipeline_repo import create_project
 
 
-def snapshot(f1=0.74, acc=0.80, family="logreg", cv=None) -> Snapshot:
+def snapshot(f1=0.74, acc=0.80, family="logreg", cv=None, per_class=None) -> Snapshot:
     cv = cv if cv is not None else {"logreg": 0.72, "naive_bayes": 0.70}
+    test = {"accuracy": acc, "f1_macro": f1, "f1_weighted": acc}
+    if per_class is not None:  # the shape of metrics/test.json
+        test["per_class"] = {label: {"precision": 0.5, "f1": f1, "support": 10}
+                             for label, f1 in per_class.items()}
     return Snapshot(
-        test={"accuracy": acc, "f1_macro": f1, "f1_weighted": acc},
+        test=test,
         selection={"family": family},
         cv={name: {"cv_f1_macro_mean": mean, "cv_f1_macro_std": 0.01, "n_candidates": 3}
             for name, mean in cv.items()},
@@ -134,3 +140,121 @@ def test_last_bit_differences_from_another_runner_say_nothing_changed():
     assert "**Nothing changed**" in md and "12 metric value(s) moved by less than 5e-05" in md
     moved = [Difference("plots/roc/neutral.json", "[3].tpr", 0.1, 0.2)]
     assert "Nothing changed" not in render(inputs(differences=moved)).markdown
+
+
+# ------------------------------------------------------------------ charts
+def charts(md: str) -> dict[str, dict]:
+    """The mermaid xychart blocks of a report by title, each with its lines parsed, and where in
+    the markdown it starts."""
+    found, start = {}, 0
+    while (start := md.find("```mermaid\n", start)) != -1:
+        end = md.index("\n```", start)
+        body = md[start:end].splitlines()[1:]
+        assert body[0] == "xychart-beta"
+        chart = {"at": start, "bar": None, "line": None}
+        for row in body[1:]:
+            key, _, rest = row.strip().partition(" ")
+            chart[key] = rest
+        low, high = chart["y-axis"].rsplit(" ", 3)[-3::2]
+        chart["range"] = (float(low), float(high))
+        for key in ("bar", "line"):
+            if chart[key] is not None:
+                chart[key] = [float(v) for v in chart[key].strip("[]").split(", ")]
+        found[chart["title"].strip('"')] = chart
+        start = end
+    return found
+
+
+def caption_after(md: str, chart: dict) -> str:
+    return md[md.index("\n```\n", chart["at"]) + 5:].splitlines()[0]
+
+
+def test_charts_compare_this_change_with_the_base():
+    base = snapshot(cv={"logreg": 0.72, "naive_bayes": 0.70},
+                    per_class={"negative": 0.89, "neutral": 0.64, "positive": 0.77})
+    current = snapshot(cv={"logreg": 0.74, "naive_bayes": 0.69},
+                       per_class={"negative": 0.90, "neutral": 0.6612345, "positive": 0.76})
+    md = render(inputs(base=base, current=current, params_diff_md="| C |")).markdown
+    found = charts(md)
+    cv, per_class = found["CV macro-F1 per family"], found["Test F1 per class"]
+    assert cv["x-axis"] == '"family" ["logreg", "naive_bayes"]'
+    assert cv["y-axis"].startswith('"CV macro-F1" ')
+    assert cv["bar"] == [0.74, 0.69] and cv["line"] == [0.72, 0.70]  # bars: this change
+    assert "bar [0.7400, 0.6900]" in md and "line [0.7200, 0.7000]" in md
+    assert per_class["x-axis"] == '"class" ["negative", "neutral", "positive"]'
+    assert "bar [0.9000, 0.6612, 0.7600]" in md and "line [0.8900, 0.6400, 0.7700]" in md
+    for chart in (cv, per_class):
+        low, high = chart["range"]
+        values = chart["bar"] + chart["line"]
+        assert 0 <= low < min(values) and max(values) < high <= 1
+        assert high - low <= 0.4  # chosen from the data, not 0 --> 1
+        assert caption_after(md, chart) == "_Bars: this change; line: base `0123456789ab` (xychart draws no legend)._"
+    # each chart right after the table it illustrates
+    assert md.index("| test weighted F1 |") < per_class["at"] < md.index("### Metrics diff")
+    assert md.index("| naive_bayes |") < cv["at"] < md.index("### Test confusion matrix")
+
+
+def test_a_family_on_one_side_only_is_drawn_at_the_axis_floor_and_named():
+    current = snapshot(cv={"logreg": 0.72, "xgboost": 0.69})
+    md = render(inputs(current=current)).markdown
+    cv = charts(md)["CV macro-F1 per family"]
+    low, _ = cv["range"]
+    assert cv["x-axis"] == '"family" ["logreg", "naive_bayes", "xgboost"]'
+    assert cv["bar"] == [0.72, low, 0.69]  # naive_bayes: not in this change
+    assert cv["line"] == [0.72, 0.70, low]  # xgboost: not in the base
+    caption = caption_after(md, cv)
+    assert "No base result for `xgboost`: the line drops to the axis floor there." in caption
+    assert "Not in this change: `naive_bayes` (line only, no bar)." in caption
+
+
+def test_first_run_charts_only_this_change():
+    md = render(inputs(base=Snapshot(), current=snapshot(per_class={"neg": 0.8, "pos": 0.7}))).markdown
+    found = charts(md)
+    assert set(found) == {"CV macro-F1 per family", "Test F1 per class"}
+    for chart in found.values():
+        assert chart["line"] is None and chart["bar"]
+    assert found["Test F1 per class"]["bar"] == [0.8, 0.7]
+    assert caption_after(md, found["CV macro-F1 per family"]) == \
+        "_Bars: this change (the base `0123456789ab` has no CV macro-F1 yet)._"
+
+
+def test_no_per_class_chart_without_per_class_scores():
+    """Runs from before per-class F1 was recorded: the CV chart only, and no error."""
+    assert set(charts(render(inputs()).markdown)) == {"CV macro-F1 per family"}
+    assert charts(render(inputs(current=Snapshot())).markdown) == {}
+
+
+def test_chart_labels_are_always_quoted_and_cannot_break_the_string():
+    lines = mermaid_bar_chart('a "quoted" title', ["random forest", "line", 'x"y'],
+                              [0.5, 0.6, 0.7], "macro-F1")
+    assert lines[0] == "```mermaid" and lines[1] == "xychart-beta" and lines[-1] == "```"
+    assert "    title \"a 'quoted' title\"" in lines
+    assert "    x-axis [\"random forest\", \"line\", \"x'y\"]" in lines
+    assert "    y-axis \"macro-F1\" 0.45 --> 0.75" in lines
+    assert "    bar [0.5000, 0.6000, 0.7000]" in lines
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([0.74, 0.76], (0.7, 0.8)),
+    ([0.70], (0.65, 0.75)),  # a value on a step still gets room below
+    ([0.99, 1.0], (0.95, 1.0)),  # clamped to [0, 1]
+    ([0.0, 0.01], (0.0, 0.05)),
+])
+def test_y_axis_range_rounds_outwards_to_a_twentieth(values, expected):
+    assert y_axis_range(values) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("args", "kwargs", "message"), [
+    (("t", ["a", "b"], [0.5]), {}, "bars: 1 value(s) for 2 categories"),
+    (("t", ["a", "b"], [0.5, 0.6]), {"line": [0.5, 0.6, 0.7]}, "line: 3 value(s) for 2 categories"),
+    (("t", [], []), {}, "categories: need at least one"),
+    (("t", ["a", "a"], [0.5, 0.6]), {}, "categories: duplicates"),
+    (("", ["a"], [0.5]), {}, "title: must not be empty"),
+    (("t", ["a"], [float("nan")]), {}, "bars: expected finite numbers"),
+    (("t", ["a"], [None]), {"line": [None]}, "bars: no values to draw"),
+])
+def test_mermaid_bar_chart_rejects_bad_input_naming_the_argument(args, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        mermaid_bar_chart(*args, "F1", **kwargs)
+    with pytest.raises(ValueError, match="values: need at least one"):
+        y_axis_range([])

@@ -48,9 +48,9 @@ def test_pr_report_workflow_has_least_privilege_and_full_history():
 def test_ci_workflow_runs_the_readme_test_command():
     workflow = yaml.safe_load((PROJECT_ROOT / ".github/workflows/ci.yml").read_text())
     runs = [s.get("run", "") for s in workflow["jobs"]["tests"]["steps"]]
-    assert "make test" in runs
+    assert "bash .ci/run" in runs  # which installs the test's Debian packages, then runs make test
     assert "make test" in (PROJECT_ROOT / "README.md").read_text()
-    assert "make test" in (PROJECT_ROOT / ".ci/run").read_text()
+    assert (PROJECT_ROOT / ".ci/run").read_text().rstrip().endswith("make test")
 
 
 def test_pull_requests_restore_the_dvc_cache_that_main_saves():
@@ -66,3 +66,14 @@ def test_pull_requests_restore_the_dvc_cache_that_main_saves():
     pr_steps = load(".github/workflows/pr-report.yml")["jobs"]["report"]["steps"]
     order = [s.get("uses") or s.get("name") for s in pr_steps]
     assert order.index("./.github/actions/dvc-cache") < order.index("Run the pipeline")
+
+
+def test_monitor_workflow_runs_on_a_schedule_and_alerts_by_exit_code():
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github/workflows/monitor.yml").read_text())
+    triggers = workflow[True]  # PyYAML reads the key `on` as True
+    assert triggers["schedule"][0]["cron"] and "workflow_dispatch" in triggers
+    assert workflow["permissions"] == {"contents": "read"}
+    steps = workflow["jobs"]["monitor"]["steps"]
+    run = next(s for s in steps if "sentiment-pipeline monitor" in s.get("run", ""))
+    assert run["env"]["SENTIMENT_SERVE_DATABASE_URL"] == "${{ secrets.PREDICTION_LOG_URL }}"
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") and s.get("if") == "always()" for s in steps)

@@ -56,7 +56,7 @@ def missing_input_message(filename: str | None) -> str:
     return f"{relative}: not found"
 
 
-def _run(stage: Callable[..., None], **kwargs) -> None:
+def _run(stage: Callable[..., None], error_code: int = 1, **kwargs) -> None:
     _setup_logging()
     try:
         # A no-op unless SENTIMENT_PIPELINE_PROFILE names a file (see profiling.py).
@@ -64,10 +64,10 @@ def _run(stage: Callable[..., None], **kwargs) -> None:
             stage(**kwargs)
     except PipelineError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        raise typer.Exit(code=error_code) from None
     except FileNotFoundError as exc:  # an input of an earlier stage, when run by hand out of order
         typer.echo(f"error: {missing_input_message(exc.filename)}", err=True)
-        raise typer.Exit(code=1) from None
+        raise typer.Exit(code=error_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None
@@ -225,6 +225,53 @@ def export_feedback(
             f"; {without_text} left out (text not stored)" if without_text else "")
 
     _run(run_export)
+
+
+def _utc(value: str | None, option: str):
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected an ISO date or time such as 2026-12-01T08:00, got {value!r}",
+                                 param_hint=option) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@app.command()
+def monitor(
+    project: Path = typer.Option(Path("."), help="Project root holding params.yaml, dvc.lock, models/ and data/."),
+    last: int = typer.Option(None, min=1, help="The newest N predictions [default: monitor.window_rows]."),
+    since: str = typer.Option(None, help="Window start, ISO time (UTC unless an offset is given)."),
+    until: str = typer.Option(None, help="Window end (exclusive), ISO time."),
+    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    output_dir: Path = typer.Option(None, help="Where monitor.json and report.html go [default: monitor.output_dir]."),
+) -> None:
+    """Drift and estimated accuracy of the served model on a window of the prediction log.
+    Exit code 0: ok (or too few rows to judge); 1: a check beyond its threshold; 2: an error."""
+    window_start, window_end = _utc(since, "--since"), _utc(until, "--until")
+
+    def run_monitor() -> None:
+        from sentiment_pipeline.config import Params, load_params, serve_config
+        from sentiment_pipeline.monitoring import monitor as monitoring
+
+        params_file = project / "params.yaml"
+        params = load_params(params_file) if params_file.is_file() else Params()
+        settings = serve_config(params, os.environ)
+        result, json_file, html_file = monitoring.run(
+            project, params.monitor, database_url or settings.database_url,
+            monitoring.WindowSpec(last=last, since=window_start, until=window_end), output_dir)
+        logging.getLogger("sentiment_pipeline.monitor").info(
+            "%s: %s (%d rows); wrote %s and %s", result["status"], result["message"], result["rows"],
+            json_file, html_file)
+        code = monitoring.exit_code(result)
+        if code:
+            raise typer.Exit(code=code)
+
+    # Exit code 1 is the alert, so an error (missing model, unreadable log) exits with 2.
+    _run(run_monitor, error_code=2)
 
 
 @app.command("check-lock")

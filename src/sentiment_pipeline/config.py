@@ -316,7 +316,29 @@ class ServeConfig(_Section):
     # Micro-batching: texts of concurrent requests arriving within batch_wait_ms share one model
     # call of up to batch_max_texts texts (same numbers as one by one: every step is row-wise).
     batch_max_texts: Annotated[int, Field(ge=1)] = 64
-    batch_wait_ms: Annotated[float, Field(ge=0)] = 2.0
+    batch_wait_ms: Annotated[float, Field(ge=0)] = 1.0
+
+
+# ---------------------------------------------------------------- monitor (not a stage)
+class MonitorConfig(_Section):
+    """``sentiment-pipeline monitor``: the window of the prediction log it reads and the
+    thresholds beyond which it reports drift (exit code 1). Statistics that grow with the
+    window (p-values) are reported, not thresholded; the thresholds are on effect sizes."""
+
+    window_rows: Annotated[int, Field(ge=1)] = 1000  # the newest N predictions (--last overrides)
+    min_rows: Annotated[int, Field(ge=1)] = 100       # fewer in the window: status insufficient_data
+    output_dir: str = "logs/monitor"                  # monitor.json and report.html
+    seed: int = 42                                    # samples of the domain classifier
+    domain_classifier_rows: Annotated[int, Field(ge=10)] = 2000  # per side, at most
+    max_text_length_ks: Annotated[float, Field(ge=0, le=1)] = 0.2
+    max_oov_share_increase: Annotated[float, Field(ge=0, le=1)] = 0.1
+    max_empty_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_domain_auc: Annotated[float, Field(ge=0.5, le=1)] = 0.75
+    max_class_psi: Annotated[float, Field(ge=0)] = 0.2
+    max_confidence_ks: Annotated[float, Field(ge=0, le=1)] = 0.2
+    max_estimated_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.05  # vs the estimate on the test split
+    min_feedback_rows: Annotated[int, Field(ge=1)] = 30  # live scores need this many labels
+    max_live_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
 
 
 # ---------------------------------------------------------------- params.yaml
@@ -329,6 +351,7 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     serve: ServeConfig = ServeConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
 
 SERVE_ENV_PREFIX = "SENTIMENT_SERVE_"

@@ -8,8 +8,10 @@ metrics, nothing changed, a regression) is tested without a repository.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,20 @@ class Snapshot:
     @property
     def empty(self) -> bool:
         return self.test is None and self.selection is None and not self.cv
+
+    @property
+    def cv_f1(self) -> dict[str, float]:
+        """Mean CV macro-F1 by family: what the selection compared the families on."""
+        return {family: summary["cv_f1_macro_mean"] for family, summary in self.cv.items()
+                if _is_number(summary.get("cv_f1_macro_mean"))}
+
+    @property
+    def per_class_f1(self) -> dict[str, float]:
+        """Test F1 by class (``per_class.<label>.f1`` in metrics/test.json), in the file's label
+        order; {} when the run records none (older runs, or no test metrics)."""
+        per_class = (self.test or {}).get("per_class") or {}
+        return {label: scores["f1"] for label, scores in per_class.items()
+                if isinstance(scores, dict) and _is_number(scores.get("f1"))}
 
 
 @dataclass
@@ -257,6 +273,124 @@ def _cv_section(inputs: ReportInputs) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------ charts
+# Mermaid ``xychart-beta`` blocks: GitHub renders them inside a PR comment, so the report needs no
+# hosted images. Two ``bar`` series are drawn at the same x, full width, the later over the earlier
+# (mermaid's xychart BarPlot has no grouping), so a comparison is bars for this change and a line
+# for the base, and a caption stands in for the legend xychart does not have.
+CHART_PADDING = 0.02  # kept between the data and the axis ends
+CHART_STEP = 0.05  # the axis ends are rounded outwards to a multiple of this
+
+
+def y_axis_range(values: Sequence[float], padding: float = CHART_PADDING,
+                 step: float = CHART_STEP) -> tuple[float, float]:
+    """Axis ends a little beyond the data, on multiples of ``step`` and within [0, 1]: from 0 the
+    bars of scores a few hundredths apart would look the same."""
+    if not values:
+        raise ValueError("values: need at least one number to choose an axis range")
+    if not all(_is_number(v) and math.isfinite(v) for v in values):
+        raise ValueError(f"values: expected finite numbers, got {list(values)!r}")
+    if padding < 0 or step <= 0:
+        raise ValueError(f"padding must be >= 0 and step > 0, got padding={padding}, step={step}")
+    # round() first, so 0.7/0.05 = 13.999… still counts as a whole step
+    low = math.floor(round((min(values) - padding) / step, 9)) * step
+    high = math.ceil(round((max(values) + padding) / step, 9)) * step
+    low, high = round(max(0.0, low), 10), round(min(1.0, high), 10)
+    if high <= low:  # all values at 1 (or 0): open the range on the side that has room
+        low, high = (round(high - step, 10), high) if high >= 1.0 else (low, round(low + step, 10))
+    return low, high
+
+
+def _mermaid_text(text: str) -> str:
+    """A quoted xychart string. Always quoted: unquoted, a label that is a keyword (``line``,
+    ``bar``, ``title``, any case) fails to parse and one with spaces loses them. A string cannot
+    hold ``"`` (there is no escape) and a leading backtick starts a markdown string, so both
+    become ``'``."""
+    cleaned = " ".join(str(text).replace('"', "'").replace("`", "'").split())
+    return f'"{cleaned}"'
+
+
+def _check_series(name: str, values: Sequence[float | None], size: int) -> None:
+    if len(values) != size:
+        raise ValueError(f"{name}: {len(values)} value(s) for {size} categories")
+    bad = [v for v in values if v is not None and not (_is_number(v) and math.isfinite(v))]
+    if bad:
+        raise ValueError(f"{name}: expected finite numbers or None, got {bad!r}")
+
+
+def mermaid_bar_chart(title: str, categories: Sequence[str], bars: Sequence[float | None],
+                      y_label: str, line: Sequence[float | None] | None = None,
+                      x_label: str = "") -> list[str]:
+    """A fenced ``xychart-beta`` block: ``bars`` per category, and ``line`` over them when given.
+    None is a category with no value on that side: it is drawn at the axis floor (a zero-height
+    bar), since xychart cannot leave a gap and a 0 below a data-chosen axis would not draw."""
+    if not str(title).strip():
+        raise ValueError("title: must not be empty")
+    if not categories:
+        raise ValueError("categories: need at least one")
+    if len(set(categories)) != len(categories):
+        raise ValueError(f"categories: duplicates in {list(categories)!r}")
+    _check_series("bars", bars, len(categories))
+    if line is not None:
+        _check_series("line", line, len(categories))
+    known = [v for v in [*bars, *(line or [])] if v is not None]
+    if not known:
+        raise ValueError("bars: no values to draw (every value is None)")
+    low, high = y_axis_range(known)
+
+    def values(series: Sequence[float | None]) -> str:
+        return ", ".join(f"{low if v is None else v:.4f}" for v in series)
+
+    x_title = f"{_mermaid_text(x_label)} " if x_label else ""
+    lines = ["```mermaid", "xychart-beta", f"    title {_mermaid_text(title)}",
+             f"    x-axis {x_title}[{', '.join(_mermaid_text(c) for c in categories)}]",
+             f"    y-axis {_mermaid_text(y_label)} {low:g} --> {high:g}",
+             f"    bar [{values(bars)}]"]
+    if line is not None:
+        lines.append(f"    line [{values(line)}]")  # after the bars, so it is drawn on top
+    return lines + ["```"]
+
+
+def _one_sided(categories: Sequence[str], values: dict[str, float]) -> str:
+    return ", ".join(f"`{c}`" for c in categories if c not in values)
+
+
+def comparison_chart(title: str, x_label: str, y_label: str, categories: Sequence[str],
+                     current: dict[str, float], base: dict[str, float], base_rev: str) -> list[str]:
+    """Bars for this change, a line for the base, and the caption saying which is which; only
+    bars when the base has none of these values (a first run). [] when this change has none: the
+    chart illustrates the change, and the table already says what was removed."""
+    if not current:
+        return []
+    bars = [current.get(c) for c in categories]
+    line = [base.get(c) for c in categories] if base else None
+    chart = mermaid_bar_chart(title, categories, bars, y_label, line=line, x_label=x_label)
+    if line is None:
+        caption = f"Bars: this change (the base `{base_rev[:12]}` has no {y_label} yet)."
+    else:
+        caption = f"Bars: this change; line: base `{base_rev[:12]}` (xychart draws no legend)."
+        only_base, only_current = _one_sided(categories, current), _one_sided(categories, base)
+        if only_current:
+            caption += f" No base result for {only_current}: the line drops to the axis floor there."
+        if only_base:
+            caption += f" Not in this change: {only_base} (line only, no bar)."
+    return ["", *chart, f"_{caption}_"]
+
+
+def _cv_chart(inputs: ReportInputs) -> list[str]:
+    current, base = inputs.current.cv_f1, inputs.base.cv_f1
+    families = [f for f in FAMILY_GRIDS if f in current or f in base]
+    return comparison_chart("CV macro-F1 per family", "family", "CV macro-F1", families,
+                            current, base, inputs.base_rev)
+
+
+def _per_class_chart(inputs: ReportInputs) -> list[str]:
+    current, base = inputs.current.per_class_f1, inputs.base.per_class_f1
+    classes = [*current, *(c for c in base if c not in current)]
+    return comparison_chart("Test F1 per class", "class", "test F1", classes,
+                            current, base, inputs.base_rev)
+
+
 def _confusion_section(confusion: pd.DataFrame | None) -> list[str]:
     if confusion is None:
         return ["_No confusion matrix in the workspace._"]
@@ -308,7 +442,7 @@ def render(inputs: ReportInputs) -> Report:
     if _nothing_changed(inputs):
         lines += [f"**Nothing changed** against `{inputs.base_rev[:12]}`: same params, same metrics"
                   f" (to within {ABS_TOLERANCE:g}).", ""]
-    lines += _headline(inputs)
+    lines += _headline(inputs) + _per_class_chart(inputs)
     lines += ["", f"### Metrics diff (against `{inputs.base_rev[:12]}`)", ""]
     lines.append(inputs.metrics_diff_md or "No metric changed.")
     if inputs.metrics_within_tolerance:
@@ -316,7 +450,7 @@ def render(inputs: ReportInputs) -> Report:
                       f"{ABS_TOLERANCE:g} (the cross-machine tolerance) and are not listed._"]
     lines += ["", "### Params diff", ""]
     lines.append(inputs.params_diff_md or "No parameter changed.")
-    lines += ["", "### Cross-validation by family", ""] + _cv_section(inputs)
+    lines += ["", "### Cross-validation by family", ""] + _cv_section(inputs) + _cv_chart(inputs)
     lines += ["", "### Test confusion matrix", ""] + _confusion_section(inputs.confusion)
     lines += ["", "### Baselines", ""] + _baselines_section(inputs)
     lines += ["", _wall_time(inputs.wall_time_seconds), ""]

@@ -5,6 +5,7 @@ Client input never produces a 500: a body over ``serve.max_body_bytes`` or more 
 naming the field. The model is verified and loaded once per worker at start-up (lifespan).
 """
 
+import gc
 import logging
 import os
 import time
@@ -14,17 +15,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sentiment_pipeline.config import ServeConfig
+from sentiment_pipeline.config import MonitorConfig, ServeConfig
+from sentiment_pipeline.dashboard.page import load_evaluation, read_live, read_monitor
+from sentiment_pipeline.dashboard.page import render as render_dashboard
 from sentiment_pipeline.serving.batching import MicroBatcher
-from sentiment_pipeline.serving.prediction_log import LogSettings, PredictionLog, connect
+from sentiment_pipeline.serving.prediction_log import LogSettings, PredictionLog, connect, now
 from sentiment_pipeline.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -113,6 +118,17 @@ ERRORS = {413: {"model": ErrorResponse, "description": "Body or text count over 
           422: {"model": ErrorResponse, "description": "Malformed request (the field is named)"}}
 
 
+def json_response(content: dict, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def prediction_ids(n: int) -> list[str]:
+    """``n`` random 128-bit ids as 32 hex digits (what ``uuid4().hex`` looks like), from one
+    ``os.urandom`` call rather than one per prediction."""
+    digits = os.urandom(16 * n).hex()
+    return [digits[i:i + 32] for i in range(0, 32 * n, 32)]
+
+
 def _error(status: int, error: str, details: list[tuple[str, str]] = ()) -> JSONResponse:
     body = ErrorResponse(error=error, details=[ErrorDetail(field=f, message=m) for f, m in details])
     return JSONResponse(status_code=status, content=body.model_dump())
@@ -133,8 +149,12 @@ class ServiceMetrics:
                                    registry=self.registry)
         self.confidence = Histogram("sentiment_prediction_confidence", "Confidence of predictions",
                                     buckets=tuple(i / 10 for i in range(1, 11)), registry=self.registry)
-        for label in classes:  # every class shows up, at 0, before its first prediction
-            self.predictions.labels(label=label)
+        # every class shows up, at 0, before its first prediction
+        self._per_class = {label: self.predictions.labels(label=label) for label in classes}
+
+    def observe_prediction(self, label: str, confidence: float) -> None:
+        self._per_class[label].inc()
+        self.confidence.observe(confidence)
 
 
 # ------------------------------------------------------------------ body size limit (ASGI)
@@ -239,19 +259,24 @@ def tighten_schema(schema: dict, settings: ServeConfig, classes: list[str]) -> N
     schemas["FeedbackRequest"]["properties"]["label"]["enum"] = list(classes)
 
 
-def predictor_of(request: Request) -> Predictor:
+# Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread,
+# two thread hops per request that cost more than the model call.
+async def predictor_of(request: Request) -> Predictor:
     """The app's predictor, loaded at start-up (a FastAPI dependency)."""
     return request.app.state.predictor
 
 
-def prediction_log_of(request: Request) -> PredictionLog:
+async def prediction_log_of(request: Request) -> PredictionLog:
     return request.app.state.prediction_log
 
 
 def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
-               root: Path = Path(".")) -> FastAPI:
+               root: Path = Path("."), monitor_file: Path | None = None) -> FastAPI:
     """The API around the predictor ``load_predictor`` returns (called once, at start-up),
-    logging to ``settings.database_url`` (a relative SQLite path is under ``root``)."""
+    logging to ``settings.database_url`` (a relative SQLite path is under ``root``); the
+    dashboard shows the evaluation files under ``root`` and the monitor result ``monitor_file``
+    (default: ``monitor.output_dir``'s monitor.json)."""
+    monitor_file = monitor_file or root / MonitorConfig().output_dir / "monitor.json"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -266,7 +291,13 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
         batcher.start()
         app.state.predictor, app.state.prediction_log, app.state.batcher = predictor, prediction_log, batcher
         app.state.metrics = ServiceMetrics(predictor.classes)
+        app.state.evaluation = load_evaluation(root, predictor.classes)
         tighten_schema(app.openapi(), settings, predictor.classes)
+        # The model's objects (vocabulary, arrays) live as long as the process: moved out of the
+        # garbage collector's generations, full collections no longer walk them (pauses of tens
+        # of milliseconds under load otherwise).
+        gc.collect()
+        gc.freeze()
         log.info("serving model %s (%s); prediction log %s", predictor.version,
                  predictor.metadata.get("family"), engine.url.render_as_string(hide_password=True))
         yield
@@ -300,7 +331,7 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
     async def predict(body: PredictRequest, request: Request,
                       predictor: Annotated[Predictor, Depends(predictor_of)],
                       prediction_log: Annotated[PredictionLog, Depends(prediction_log_of)],
-                      ) -> PredictResponse | JSONResponse:
+                      ) -> Response:
         """Label, confidence and class probabilities for one text or a list of texts; each
         prediction is logged with its id (see /v1/feedback)."""
         started = time.perf_counter()
@@ -316,27 +347,28 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
         if len(texts) < settings.batch_max_texts:  # small requests share model calls
             result = await request.app.state.batcher.predict(texts)
         else:
-            result = await run_in_threadpool(predictor.predict, texts)
+            result = predictor.predict(texts)  # on the loop's thread, as the micro-batcher does
         metrics: ServiceMetrics = request.app.state.metrics
         version = predictor.version
         request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
         latency_ms = (time.perf_counter() - started) * 1000
         out, rows = [], []
-        for i, label in enumerate(result.labels):
-            metrics.predictions.labels(label=label).inc()
-            metrics.confidence.observe(float(result.confidence[i]))
-            prediction = PredictionOut(
-                prediction_id=uuid.uuid4().hex, label=label, confidence=float(result.confidence[i]),
-                probabilities={c: float(p) for c, p in zip(result.classes, result.probabilities[i])},
-                model_version=version)
-            out.append(prediction)
+        classes, created_at = result.classes, now()
+        ids = prediction_ids(len(result))
+        confidences, lengths = result.confidence.tolist(), result.cleaned_length.tolist()
+        for i, (label, probabilities) in enumerate(zip(result.labels, result.probabilities.tolist())):
+            probabilities = dict(zip(classes, probabilities))
+            metrics.observe_prediction(label, confidences[i])
+            out.append({"prediction_id": ids[i], "label": label, "confidence": confidences[i],
+                        "probabilities": probabilities, "model_version": version})
             rows.append(prediction_log.row(
-                prediction_id=prediction.prediction_id, request_id=request_id, text=texts[i],
-                cleaned_length=int(result.cleaned_length[i]), label=label,
-                confidence=prediction.confidence, probabilities=prediction.probabilities,
-                model_version=version, latency_ms=latency_ms))
+                prediction_id=ids[i], request_id=request_id, text=texts[i], cleaned_length=lengths[i],
+                label=label, confidence=confidences[i], probabilities=probabilities,
+                model_version=version, latency_ms=latency_ms, created_at=created_at))
         await prediction_log.record(rows)
-        return PredictResponse(request_id=request_id, model_version=version, predictions=out)
+        # Built as PredictResponse documents it (response_model), serialised directly: FastAPI's
+        # re-validation of a returned model would cost as much as the prediction.
+        return json_response({"request_id": request_id, "model_version": version, "predictions": out})
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, status_code=201,
               responses={404: {"model": ErrorResponse}, 422: ERRORS[422]})
@@ -370,6 +402,23 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
             return JSONResponse(status_code=503, content={"status": "loading"})
         return Health(status="ready")
 
+    @app.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
+    async def dashboard(request: Request,
+                        predictor: Annotated[Predictor, Depends(predictor_of)],
+                        prediction_log: Annotated[PredictionLog, Depends(prediction_log_of)]) -> HTMLResponse:
+        """The model card, its evaluation, live traffic, the last monitor run and a text box."""
+        def gather():
+            try:
+                live = read_live(prediction_log.engine, predictor.classes)
+            except SQLAlchemyError as exc:
+                log.warning("dashboard: the prediction log is not readable: %s", exc)
+                live = None
+            return live, read_monitor(monitor_file)
+
+        live, monitor_result = await run_in_threadpool(gather)
+        return HTMLResponse(render_dashboard(predictor.metadata, request.app.state.evaluation, live, monitor_result,
+                                             str(monitor_file), settings.max_chars_per_text))
+
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
         return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -386,5 +435,7 @@ def app_from_environment():
 
     root = Path(os.environ.get(PROJECT_ENV, "."))
     params_file = root / "params.yaml"
-    settings = serve_config(load_params(params_file) if params_file.is_file() else Params(), os.environ)
-    return create_app(settings, lambda: Predictor.load(root), root)
+    params = load_params(params_file) if params_file.is_file() else Params()
+    settings = serve_config(params, os.environ)
+    return create_app(settings, lambda: Predictor.load(root), root,
+                      monitor_file=root / params.monitor.output_dir / "monitor.json")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from sqlalchemy import (
     JSON,
     Column,
@@ -65,6 +66,10 @@ feedback = Table(
 )
 
 
+def _orjson_text(value) -> str:
+    return orjson.dumps(value).decode()
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -88,7 +93,9 @@ def connect(url: str, root: Path = Path(".")) -> Engine:
         parsed = parsed.set(database=str(path))
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    engine = create_engine(parsed, pool_pre_ping=True)
+    # orjson for the probabilities column: the log writes every prediction, and the standard
+    # library's encoder was a tenth of the server's time under batch load.
+    engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_orjson_text)
     if parsed.get_backend_name() == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:
@@ -120,8 +127,8 @@ class PredictionLog:
 
     def row(self, *, prediction_id: str, request_id: str, text: str, cleaned_length: int,
             label: str, confidence: float, probabilities: dict[str, float], model_version: str,
-            latency_ms: float) -> dict:
-        return {"created_at": now(), "prediction_id": prediction_id, "request_id": request_id,
+            latency_ms: float, created_at: datetime | None = None) -> dict:
+        return {"created_at": created_at or now(), "prediction_id": prediction_id, "request_id": request_id,
                 "text": text if self.settings.log_text else None, "text_sha256": text_sha256(text),
                 "cleaned_length": cleaned_length, "label": label, "confidence": confidence,
                 "probabilities": probabilities, "model_version": model_version, "latency_ms": latency_ms}

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 import numpy as np
 
 from sentiment_pipeline import paths
@@ -17,6 +19,8 @@ from sentiment_pipeline.evaluate import predicted_probabilities, top_label_confi
 from sentiment_pipeline.files import read_json
 from sentiment_pipeline.serving.artifacts import VerifiedModel, verify_model
 from sentiment_pipeline.text import TextNormalizer, build_stopwords
+
+log = logging.getLogger(__name__)
 
 TEST_SCORES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_macro", "ece")
 
@@ -63,11 +67,13 @@ def model_metadata(verified: VerifiedModel, root: Path) -> dict:
 class Predictor:
     """Texts in, labels, confidences and class probabilities out."""
 
-    def __init__(self, model, normalizer: TextNormalizer, classes: list[str], metadata: dict) -> None:
+    def __init__(self, model, normalizer: TextNormalizer, classes: list[str], metadata: dict,
+                 compiled: bool = True) -> None:
         self.model = model
         self.normalizer = normalizer
         self.classes = list(classes)
         self.metadata = metadata
+        self.compiled = _checked_compiled_path(model, normalizer) if compiled else None
 
     @classmethod
     def load(cls, root: Path | str = ".") -> Predictor:
@@ -94,8 +100,12 @@ class Predictor:
             empty = np.zeros(0)
             return Predictions(self.classes, empty.astype(np.int64), empty,
                                np.zeros((0, len(self.classes))), empty.astype(np.int64))
-        label_index = np.asarray(self.model.predict(cleaned), dtype=np.int64)
-        probabilities = predicted_probabilities(self.model, cleaned, self.classes)
+        if self.compiled is not None:
+            labels, raw = self.compiled.predict_with_proba(cleaned)
+            label_index = np.asarray(labels, dtype=np.int64)
+            probabilities = _in_class_order(raw, self.compiled.classes_, self.classes)
+        else:
+            label_index, probabilities = _sklearn_predict(self.model, cleaned, self.classes)
         return Predictions(
             classes=self.classes,
             label_index=label_index,
@@ -103,3 +113,44 @@ class Predictor:
             probabilities=probabilities,
             cleaned_length=np.fromiter((len(text) for text in cleaned), dtype=np.int64, count=len(cleaned)),
         )
+
+
+def _sklearn_predict(model, cleaned: list[str], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """What the Pipeline's predict and predict_proba each do, with the features computed once
+    (TF-IDF is most of the cost): the same steps on the same arrays, so the same bits."""
+    features = model[:-1].transform(cleaned)
+    classifier = model[-1]
+    label_index = np.asarray(classifier.predict(features), dtype=np.int64)
+    return label_index, predicted_probabilities(classifier, features, classes)
+
+
+def _in_class_order(raw: np.ndarray, model_classes, classes: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(classes)}
+    columns = [index.get(c, c) for c in model_classes]
+    proba = np.zeros((raw.shape[0], len(classes)))
+    proba[:, columns] = raw
+    return proba
+
+
+# Texts that exercise every branch the compiled path has (known and unknown words, emoji, a text
+# that cleans to nothing): it must give scikit-learn's bits on them, or it is not used.
+PROBE_TEXTS = ("@united thanks, the crew was great! :)", "lost my bag AGAIN... worst airline ever",
+               "what time does boarding start?", "", "http://t.co/x 123", "zzqx unknownword",
+               "not bad, not good either 😐", "delayed 3 hours!!! #fail")
+
+
+def _checked_compiled_path(model, normalizer: TextNormalizer):
+    from sentiment_pipeline.serving.compiled import compile_model
+
+    compiled = compile_model(model)
+    if compiled is None:
+        return None
+    cleaned = [normalizer(text) for text in PROBE_TEXTS]
+    labels, raw = compiled.predict_with_proba(cleaned)
+    expected_labels = np.asarray(model.predict(cleaned))
+    expected_proba = np.asarray(model.predict_proba(cleaned))
+    if not (np.array_equal(labels, expected_labels) and np.array_equal(raw, expected_proba)):
+        log.warning("the compiled inference path differs from scikit-learn on the probe texts; "
+                    "serving through scikit-learn")
+        return None
+    return compiled

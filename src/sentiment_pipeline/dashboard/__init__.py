@@ -1,0 +1,1 @@
+"""The dashboard page the API serves at ``/dashboard`` (server-rendered, works offline)."""

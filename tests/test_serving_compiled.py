@@ -1,0 +1,90 @@
+"""The compiled inference path gives scikit-learn's bits, and is used only when it does."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from sklearn.feature_selection import SelectKBest, chi2
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from sentiment_pipeline.config import CleaningConfig, FeaturizeConfig
+from sentiment_pipeline.features import build_vectorizer
+from sentiment_pipeline.models import CalibratedLinearSVC
+from sentiment_pipeline.serving import compiled as compiled_module
+from sentiment_pipeline.serving.compiled import compile_model
+from sentiment_pipeline.serving.predictor import Predictor, _sklearn_predict
+from sentiment_pipeline.text import TextNormalizer
+
+
+def _fitted(texts, labels, *, k="all", char=False, clf=None):
+    normalizer = TextNormalizer(CleaningConfig(), frozenset())
+    cleaned = [normalizer(t) for t in texts]
+    vectorizer = build_vectorizer(FeaturizeConfig(char_ngrams=char, min_df=1))
+    X = vectorizer.fit_transform(cleaned)
+    classes = sorted(set(labels))
+    y = np.array([classes.index(label) for label in labels])
+    select = SelectKBest(chi2, k=k).fit(X, y)
+    clf = (clf or CalibratedLinearSVC(random_state=0)).fit(select.transform(X), y)
+    model = Pipeline([("tfidf", vectorizer), ("select", select), ("clf", clf)])
+    return model, normalizer, classes
+
+
+@pytest.mark.parametrize("k, char", [("all", False), (40, False), ("all", True)])
+def test_compiled_equals_sklearn_bit_for_bit_on_real_tweets(airline_sample, k, char):
+    model, normalizer, classes = _fitted(airline_sample["text"][:200], airline_sample["label"][:200].tolist(),
+                                         k=k, char=char)
+    compiled = compile_model(model)
+    assert compiled is not None
+    if char:
+        assert isinstance(model.named_steps["tfidf"], FeatureUnion)
+    held_out = [normalizer(t) for t in airline_sample["text"][200:]] + ["", "zzqx never seen"]
+    labels, proba = compiled.predict_with_proba(held_out)
+    assert np.array_equal(labels, model.predict(held_out))
+    assert np.array_equal(proba, model.predict_proba(held_out))  # exact, not approximately
+
+
+def test_compiled_equals_sklearn_with_two_classes(airline_sample):
+    two = airline_sample[airline_sample["label"] != "neutral"]
+    model, normalizer, _ = _fitted(two["text"][:150], two["label"][:150].tolist())
+    held_out = [normalizer(t) for t in two["text"][150:]]
+    labels, proba = compile_model(model).predict_with_proba(held_out)
+    assert np.array_equal(labels, model.predict(held_out))
+    assert np.array_equal(proba, model.predict_proba(held_out))
+
+
+def test_other_families_keep_scikit_learn(airline_sample):
+    model, normalizer, classes = _fitted(airline_sample["text"], airline_sample["label"].tolist(),
+                                         clf=LogisticRegression())
+    assert compile_model(model) is None
+    predictor = Predictor(model, normalizer, classes, {})
+    assert predictor.compiled is None
+    result = predictor.predict(list(airline_sample["text"][:20]))
+    assert np.array_equal(result.label_index, model.predict([normalizer(t) for t in airline_sample["text"][:20]]))
+
+
+def test_predictor_uses_the_compiled_path_and_matches(airline_sample):
+    model, normalizer, classes = _fitted(airline_sample["text"][:200], airline_sample["label"][:200].tolist())
+    predictor = Predictor(model, normalizer, classes, {})
+    assert predictor.compiled is not None
+    texts = list(airline_sample["text"][200:])
+    result = predictor.predict(texts)
+    labels, proba = _sklearn_predict(model, predictor.clean(texts), classes)
+    assert np.array_equal(result.label_index, labels) and np.array_equal(result.probabilities, proba)
+
+
+def test_a_compiled_path_that_disagrees_is_not_used(airline_sample, monkeypatch, caplog):
+    model, normalizer, classes = _fitted(airline_sample["text"][:200], airline_sample["label"][:200].tolist())
+    real = compiled_module.CompiledCalibratedSVM.predict_with_proba
+
+    def off_by_one_ulp(self, texts):
+        labels, proba = real(self, texts)
+        return labels, np.nextafter(proba, 2.0)
+
+    monkeypatch.setattr(compiled_module.CompiledCalibratedSVM, "predict_with_proba", off_by_one_ulp)
+    with caplog.at_level(logging.WARNING):
+        predictor = Predictor(model, normalizer, classes, {})
+    assert predictor.compiled is None
+    assert "differs from scikit-learn" in caplog.text
