@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test report bench bench-serve bench-monitor clean
+.PHONY: help install stopwords repro test report bench bench-serve bench-monitor bench-dask clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -57,6 +57,7 @@ bench: install  ## Time the pipeline against a naive grid search, preprocess/fea
 	$(BIN)/python -m sentiment_pipeline.benchmark $(BENCH_ARGS)
 	$(MAKE) bench-serve
 	$(MAKE) bench-monitor
+	$(MAKE) bench-dask
 
 # SERVE_BENCH_ARGS passes options through, e.g. "--workers 2 --seconds 10". Needs wrk (Debian: wrk).
 bench-serve: repro  ## The API under load (wrk) against a plain Flask app, batch texts/s
@@ -64,6 +65,9 @@ bench-serve: repro  ## The API under load (wrk) against a plain Flask app, batch
 
 bench-monitor: repro  ## The running service fed airline tweets, then another domain: what monitor reports
 	$(BIN)/python benchmarks/monitor_sim.py $(MONITOR_SIM_ARGS)
+
+bench-dask: repro  ## Every family's grid search on local threads and on a 2-worker Dask LocalCluster
+	$(BIN)/python benchmarks/dask_bench.py $(DASK_BENCH_ARGS)
 
 clean:  ## Remove the virtual environments
 	rm -rf $(VENV) .tools

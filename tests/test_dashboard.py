@@ -45,7 +45,7 @@ def test_live_counts_per_minute_class_mix_and_confidences(tmp_path):
     live = page.read_live(engine, CLASSES, now=now)
     assert live.total == 12
     assert live.requests_per_minute[-1] == 6 and live.requests_per_minute[-6] == 3  # 90 minutes ago: out
-    assert sum(live.requests_per_minute) == 9 and live.minutes[-1] == "12:30"
+    assert sum(live.requests_per_minute) == 9 and live.minutes[-1] == "12:30 UTC"
     assert live.class_counts == {"negative": 4, "neutral": 4, "positive": 4}
     assert len(live.confidences) == 12
 

@@ -150,9 +150,15 @@ def test_cbpe_estimate_lands_near_the_real_accuracy_under_shifted_class_balances
 
 def test_prior_adaptation_keeps_probabilities_when_the_balance_is_unchanged():
     rng = np.random.default_rng(4)
-    prior = np.array([0.5, 0.3, 0.2])
-    probabilities = rng.dirichlet([1, 1, 1], 50)
-    adapted, window_prior = performance.adapt_to_window_prior(probabilities, prior, max_iter=0)
-    assert np.allclose(adapted, probabilities) and np.allclose(window_prior, prior)
+    probabilities = rng.dirichlet([3, 2, 1], 400)
+    # the probabilities' own mean is EM's fixed point: nothing to adapt
+    adapted, window_prior = performance.adapt_to_window_prior(probabilities, probabilities.mean(axis=0))
+    assert np.allclose(adapted, probabilities, atol=1e-6)
+    assert np.allclose(window_prior, probabilities.mean(axis=0), atol=1e-6)
+    # told that training had the opposite balance, EM moves the window's balance away from it
+    _, moved = performance.adapt_to_window_prior(probabilities, np.array([0.2, 0.3, 0.5]))
+    assert moved[0] > probabilities.mean(axis=0)[0]
     with pytest.raises(ValueError, match="one share per class"):
         performance.adapt_to_window_prior(probabilities, np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match="positive"):
+        performance.adapt_to_window_prior(probabilities, np.array([0.5, 0.5, 0.0]))

@@ -62,6 +62,27 @@ async def _post_each(url: str, texts: list[str], concurrency: int = 10) -> list[
         return await asyncio.gather(*(one(t) for t in texts))
 
 
+def wait_logged(root: Path, rows: int, seconds: float = 30) -> None:
+    """Until the server's log writer (batches every 0.2 s) has written ``rows`` predictions."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from sentiment_pipeline.serving.prediction_log import connect, predictions
+
+    engine = connect(f"sqlite:///{root / 'logs/predictions.db'}", create=False)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                if connection.execute(select(func.count()).select_from(predictions)).scalar_one() >= rows:
+                    return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    pytest.fail(f"the prediction log did not reach {rows} rows")
+
+
 def run_monitor(root: Path) -> tuple[int, dict, str]:
     done = subprocess.run([sys.executable, "-m", "sentiment_pipeline", "monitor", "--project", str(root),
                            "--last", str(WINDOW)], cwd=root, capture_output=True, text=True, timeout=300)
@@ -98,6 +119,7 @@ def airline_window(service):
     with httpx.Client(base_url=url, timeout=30) as http:
         for answer, label in labelled:
             http.post("/v1/feedback", json={"prediction_id": answer["prediction_id"], "label": label}).raise_for_status()
+    wait_logged(root, WINDOW)
     code, result, stderr = run_monitor(root)
     return code, result, stderr, labelled
 
@@ -107,6 +129,7 @@ def other_domain_window(service, airline_window):
     """The second window: product-review-like text from the benchmark's generator."""
     root, url = service
     asyncio.run(_post_each(url, synthetic_reviews(WINDOW, seed=21)["text"].tolist()))
+    wait_logged(root, 2 * WINDOW)
     return run_monitor(root)
 
 
@@ -133,22 +156,29 @@ def test_another_domain_is_flagged_with_exit_code_1(other_domain_window):
     flagged = {c["name"] for c in result["checks"] if c["drift"]}
     assert {"domain_classifier_auc", "oov_share_increase"} <= flagged, result["checks"]
     assert "beyond thresholds" in stderr and result["status"] == "drift"
-    report = (Path(result["thresholds"]["output_dir"]) if Path(result["thresholds"]["output_dir"]).is_absolute()
-              else None)
-    assert report is None  # relative to the project: logs/monitor
+    assert result["rows"] == WINDOW and result["window"]["last"] == WINDOW
 
 
 def test_the_html_report_is_self_contained(service, other_domain_window):
     root, _ = service
-    html = (root / "logs/monitor/report.html").read_text()
+    report = root / "logs/monitor/report.html"  # monitor.output_dir, under the project
+    assert report.is_file()
+    html = report.read_text()
     assert "<svg" in html and "domain_classifier_auc" in html and "beyond threshold" in html
     assert "http://" not in html.replace('http://www.w3.org/2000/svg', "") and "<script" not in html
 
 
-def test_a_monitor_error_exits_with_2(tmp_path):
+def test_a_monitor_error_exits_with_2(tmp_path, service):
     done = subprocess.run([sys.executable, "-m", "sentiment_pipeline", "monitor", "--project", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("error: models/final/model.joblib: not found")
+    root, _ = service
+    for url, says in ((f"sqlite:///{tmp_path / 'typo.db'}", "no prediction log there"),
+                      ("postgresql://user:pw@127.0.0.1:9/log", "the prediction log could not be read")):
+        done = subprocess.run([sys.executable, "-m", "sentiment_pipeline", "monitor", "--project", str(root),
+                               "--database-url", url, "--output-dir", str(tmp_path / "out")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 # ------------------------------------------------------------------ the dashboard in a browser

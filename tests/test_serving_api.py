@@ -206,3 +206,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_projec
         server.wait(timeout=30)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "Tested: 5" in result.stdout
+
+
+@pytest.mark.parametrize("text", ["\ud800", "bad\x00byte"])
+def test_texts_the_log_cannot_store_are_a_422_naming_them(client, text):
+    import json as json_module
+
+    for body, where in (({"text": text}, "text"), ({"texts": ["fine", text]}, "texts[1]")):
+        response = client.post("/v1/predict", content=json_module.dumps(body),
+                               headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert where in response.json()["details"][0]["message"]

@@ -27,7 +27,7 @@ def _setup_logging() -> None:
         datefmt="%H:%M:%S",
     )
     # Libraries below us are chatty at INFO.
-    for noisy in ("dvclive", "dvc", "matplotlib", "urllib3"):
+    for noisy in ("dvclive", "dvc", "matplotlib", "urllib3", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -260,9 +260,14 @@ def monitor(
         params_file = project / "params.yaml"
         params = load_params(params_file) if params_file.is_file() else Params()
         settings = serve_config(params, os.environ)
-        result, json_file, html_file = monitoring.run(
-            project, params.monitor, database_url or settings.database_url,
-            monitoring.WindowSpec(last=last, since=window_start, until=window_end), output_dir)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            result, json_file, html_file = monitoring.run(
+                project, params.monitor, database_url or settings.database_url,
+                monitoring.WindowSpec(last=last, since=window_start, until=window_end), output_dir)
+        except (SQLAlchemyError, OSError) as exc:  # the log is unreachable or unreadable
+            raise PipelineError(f"the prediction log could not be read: {str(exc).splitlines()[0]}") from None
         logging.getLogger("sentiment_pipeline.monitor").info(
             "%s: %s (%d rows); wrote %s and %s", result["status"], result["message"], result["rows"],
             json_file, html_file)

@@ -258,6 +258,13 @@ class TrainConfig(_Section):
     # Workers for the grid search; each model runs single-threaded so the machine is
     # never oversubscribed.  -1 means one per core.
     n_jobs: int = -1
+    # Where the fits run: threads of the stage process (local), or a Dask distributed cluster
+    # through joblib's Dask backend, with identical results. The scheduler's address comes from
+    # scheduler_address or the environment variable SENTIMENT_DASK_SCHEDULER; with neither, the
+    # stage starts a LocalCluster of dask_workers processes for its own run.
+    backend: Literal["local", "dask"] = "local"
+    scheduler_address: str | None = None
+    dask_workers: Annotated[int, Field(ge=1)] = 2
 
     @field_validator("n_jobs")
     @classmethod

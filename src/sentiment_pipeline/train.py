@@ -66,6 +66,47 @@ def _one_thread_per_fit():
         yield
 
 
+DASK_SCHEDULER_ENV = "SENTIMENT_DASK_SCHEDULER"
+DASK_CONNECT_TIMEOUT = "20s"  # a scheduler that does not answer within it is an error
+
+
+@contextmanager
+def _fits_on_dask(config: TrainConfig):
+    """Run the search's fits on a Dask cluster through joblib's Dask backend: the scheduler at
+    ``train.scheduler_address`` or $SENTIMENT_DASK_SCHEDULER, else a LocalCluster of
+    ``train.dask_workers`` single-threaded processes started for this search. The workers need
+    this package importable and, for bit-identical numbers, the same pinned kernels (a
+    LocalCluster inherits them; see kernels.py for remote workers)."""
+    import os
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("train.backend: dask needs Dask's distributed scheduler: install the "
+                          "'dask' extra (pip install 'sentiment-pipeline[dask]')") from None
+    address = config.scheduler_address or os.environ.get(DASK_SCHEDULER_ENV)
+    cluster = None
+    if address is None:
+        # processes (not threads) like a real cluster's workers; BLAS single-threaded in each
+        cluster = LocalCluster(n_workers=config.dask_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+        address = cluster.scheduler_address
+    try:
+        try:
+            client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
+        except OSError as exc:  # no scheduler at the address: one line, not a traceback
+            raise ConfigError(f"train.backend: dask could not reach a scheduler at {address} "
+                              f"(train.scheduler_address / ${DASK_SCHEDULER_ENV}): {exc}") from None
+        with client:
+            log.info("fits run on the Dask cluster at %s (%d workers)", address,
+                     len(client.scheduler_info().get("workers", {})))
+            with threadpool_limits(limits=1), parallel_config(backend="dask"):
+                yield
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
 def _smallest_training_fold(y: np.ndarray, folds: int) -> int:
     """Rows of the smallest class in a training fold: all but about 1/folds of them."""
     smallest = int(np.bincount(y).min())
@@ -156,19 +197,21 @@ def grid_search(
         memory = cache if resampling.strategy == "smote" else None
         pipeline = build_pipeline(family, resampling, config.seed, memory=memory)
         # candidates x folds done, elapsed, ETA; shown on a terminal only (tqdm's disable=None)
+        on_dask = config.backend == "dask"
         bar = tqdm(total=n_candidates * config.cv_folds, desc=f"{family} CV fits", unit="fit",
-                   disable=None, leave=False)
+                   disable=True if on_dask else None, leave=False)
         search = GridSearchCV(
             pipeline,
             param_grid=grid,
-            scoring=_ScoreAndTick(config.scoring, bar),
+            # the ticking scorer holds a lock and a terminal: it cannot travel to Dask workers
+            scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, bar),
             cv=StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed),
             n_jobs=config.n_jobs,
             refit=True,
             error_score="raise",
         )
         started = time.perf_counter()
-        with bar, _one_thread_per_fit():
+        with bar, (_fits_on_dask(config) if on_dask else _one_thread_per_fit()):
             search.fit(X, y, **fit_params)
         timing = {
             "search_seconds": round(time.perf_counter() - started, 2),

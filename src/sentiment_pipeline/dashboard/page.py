@@ -78,34 +78,51 @@ class Live:
     total: int
 
 
-def read_live(engine: Engine, classes: list[str], now: datetime | None = None) -> Live:
+def _minute(engine: Engine, column):
+    """The minute a timestamp falls in, computed by the database (so a page load reads one
+    row per minute, not one per prediction)."""
+    if engine.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:%M", column)
+    return func.to_char(func.date_trunc("minute", func.timezone("UTC", column)), "YYYY-MM-DD HH24:MI")
+
+
+def read_live(engine: Engine, classes: list[str], model_version: str | None = None,
+              now: datetime | None = None) -> Live:
     now = now or datetime.now(UTC)
     start = (now - timedelta(minutes=MINUTES - 1)).replace(second=0, microsecond=0)
+    minute = _minute(engine, predictions.c.created_at).label("minute")
+    per_minute_query = (select(minute, func.count().label("n")).where(predictions.c.created_at >= start)
+                        .group_by(minute))
+    newest_query = select(predictions.c.label, predictions.c.confidence).order_by(predictions.c.id.desc())
+    if model_version:
+        newest_query = newest_query.where(predictions.c.model_version == model_version)
     with engine.connect() as connection:
-        total = connection.execute(select(func.count()).select_from(predictions)).scalar_one()
-        times = connection.execute(select(predictions.c.created_at).where(predictions.c.created_at >= start)).scalars().all()
-        newest = connection.execute(select(predictions.c.label, predictions.c.confidence)
-                                    .order_by(predictions.c.id.desc()).limit(LIVE_ROWS)).all()
-    per_minute = [0] * MINUTES
-    for moment in times:
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
-        slot = int((moment - start).total_seconds() // 60)
-        if 0 <= slot < MINUTES:
-            per_minute[slot] += 1
-    labels = [(start + timedelta(minutes=i)).strftime("%H:%M") for i in range(MINUTES)]
+        # the highest id: the row count without a full scan (the log is append-only)
+        total = connection.execute(select(func.max(predictions.c.id))).scalar_one() or 0
+        counted = {row.minute: int(row.n) for row in connection.execute(per_minute_query)}
+        newest = connection.execute(newest_query.limit(LIVE_ROWS)).all()
+    slots = [(start + timedelta(minutes=i)) for i in range(MINUTES)]
+    per_minute = [counted.get(slot.strftime("%Y-%m-%d %H:%M"), 0) for slot in slots]
     counts = {c: 0 for c in classes}
     for label, _ in newest:
         if label in counts:
             counts[label] += 1
-    return Live(minutes=labels, requests_per_minute=per_minute, class_counts=counts,
-                confidences=[float(c) for _, c in newest], total=int(total))
+    return Live(minutes=[slot.strftime("%H:%M UTC") for slot in slots], requests_per_minute=per_minute,
+                class_counts=counts, confidences=[float(c) for _, c in newest], total=int(total))
 
 
 def read_monitor(file: Path) -> dict | None:
+    """The last monitor run; None when there is none or the file is not a monitor result."""
     try:
-        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+        result = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
     except (OSError, ValueError):
         return None
+    if not isinstance(result, dict) or not isinstance(result.get("checks", []), list):
+        return None
+    if not all(isinstance(c, dict) and {"name", "value", "threshold", "drift", "applicable"} <= set(c)
+               for c in result.get("checks", [])):
+        return None
+    return result
 
 
 # ------------------------------------------------------------------ rendering
@@ -140,10 +157,14 @@ document.getElementById('predict-form').addEventListener('submit', async (event)
       return;
     }
     const p = body.predictions[0];
-    const rows = Object.entries(p.probabilities).map(([c, v]) =>
-      '<tr><td>' + c + '</td><td>' + v.toFixed(4) + '</td></tr>').join('');
     out.innerHTML = '<p><b id="predicted-label"></b> (confidence <span id="predicted-confidence"></span>)</p>' +
-                    '<table id="predicted-probabilities"><tr><th>class</th><th>probability</th></tr>' + rows + '</table>';
+                    '<table id="predicted-probabilities"><tr><th>class</th><th>probability</th></tr></table>';
+    const table = document.getElementById('predicted-probabilities');
+    for (const [name, value] of Object.entries(p.probabilities)) {
+      const row = table.insertRow();
+      row.insertCell().textContent = name;
+      row.insertCell().textContent = value.toFixed(4);
+    }
     document.getElementById('predicted-label').textContent = p.label;
     document.getElementById('predicted-confidence').textContent = p.confidence.toFixed(4);
   } catch (error) {
@@ -165,12 +186,12 @@ def model_card_panel(metadata: dict, evaluation: Evaluation) -> str:
     cv, test = metadata.get("cv", {}), metadata.get("test", {})
     params = ", ".join(f"{escape(str(k))}={escape(json.dumps(v))}" for k, v in sorted(metadata.get("params", {}).items()))
     rows = [("family", escape(str(metadata.get("family")))), ("params", params or "—"),
-            ("CV macro-F1", f'{_fmt(cv.get("f1_macro_mean"))} ± {_fmt(cv.get("f1_macro_std"))} ({cv.get("folds")} folds)'),
+            ("CV macro-F1", f'{_fmt(cv.get("f1_macro_mean"))} ± {_fmt(cv.get("f1_macro_std"))} ({escape(str(cv.get("folds")))} folds)'),
             ("test accuracy", _fmt(test.get("accuracy"))), ("test macro-F1", _fmt(test.get("f1_macro"))),
             ("test ROC-AUC (macro)", _fmt(test.get("roc_auc_macro"))), ("ECE", _fmt(test.get("ece"))),
             ("version", escape(str(metadata.get("version")))),
             ("training data md5", escape(str(metadata.get("training_data_md5")))),
-            ("git revision", escape(str(metadata.get("git_revision") or "—"))[:12])]
+            ("git revision", escape(str(metadata.get("git_revision") or "—")[:12]))]
     for name, scores in evaluation.baselines.items():
         if isinstance(scores, dict) and "accuracy" in scores:
             rows.append((f"baseline {escape(name)}", f'accuracy {_fmt(scores.get("accuracy"))}, macro-F1 {_fmt(scores.get("f1_macro"))}'))
@@ -192,7 +213,7 @@ def evaluation_panels(evaluation: Evaluation, classes: list[str]) -> list[str]:
         chart = bar_chart(classes, {m: [per_class.get(c, {}).get(m, 0.0) for c in classes] for m in metrics},
                           title="Per-class scores (test split)", y_max=1.0, width=440)
         rows = "".join(f"<tr><td>{escape(c)}</td>" + "".join(f"<td>{_fmt(per_class.get(c, {}).get(m))}</td>" for m in metrics)
-                       + f"<td>{per_class.get(c, {}).get('support', '—')}</td></tr>" for c in classes)
+                       + f"<td>{escape(str(per_class.get(c, {}).get('support', '—')))}</td></tr>" for c in classes)
         table = f"<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>"
         panels.append(_section("per-class", "Per-class scores", chart + table))
     else:
@@ -202,7 +223,7 @@ def evaluation_panels(evaluation: Evaluation, classes: list[str]) -> list[str]:
         chart = bar_chart(families, {"CV macro-F1 (mean)": [row["cv_f1_macro_mean"] for row in evaluation.cv]},
                           title="CV macro-F1 per family (selection is by this)", width=440, digits=3)
         rows = "".join(f'<tr><td>{escape(r["family"])}</td><td>{_fmt(r["cv_f1_macro_mean"])} ± {_fmt(r["cv_f1_macro_std"])}</td>'
-                       f'<td>{r.get("n_candidates", "—")}</td></tr>' for r in evaluation.cv)
+                       f'<td>{escape(str(r.get("n_candidates", "—")))}</td></tr>' for r in evaluation.cv)
         panels.append(_section("cv-comparison", "CV comparison of the families",
                                chart + f"<table><tr><th>family</th><th>CV macro-F1</th><th>candidates</th></tr>{rows}</table>"))
     else:
@@ -226,7 +247,7 @@ def live_panels(live: Live | None, classes: list[str], prior: dict[str, float]) 
     counts, _ = np.histogram(np.asarray(live.confidences, dtype=float), bins=edges)
     confidence = bar_chart([f"{edges[i]:.1f}" for i in range(10)], {"predictions": counts.astype(int).tolist()},
                            title="Confidence of the newest predictions (bin start)", width=440, digits=0)
-    return [_section("requests", "Requests over time", requests + f'<p class="muted">{live.total} predictions logged in total</p>'),
+    return [_section("requests", "Requests over time", requests + f'<p class="muted">{live.total} predictions logged in total; times in UTC</p>'),
             _section("class-mix", "Predicted class mix", mix),
             _section("confidence", "Confidence", confidence)]
 
@@ -242,12 +263,12 @@ def monitor_panel(result: dict | None, source: str) -> str:
     live = perf.get("live") or {}
     body = [f'<p><span class="status {escape(status)}" id="drift-status">{escape(status.replace("_", " "))}</span> '
             f'{escape(str(result.get("message", "")))}</p>',
-            f'<p>Window: {result.get("rows", 0)} predictions, newest {escape(str((result.get("window") or {}).get("newest")))}; '
+            f'<p>Window: {escape(str(result.get("rows", 0)))} predictions, newest {escape(str((result.get("window") or {}).get("newest")))}; '
             f'run {escape(str(result.get("generated_at")))}.</p>',
             f'<p>Estimated accuracy (CBPE, no labels): <b id="estimated-accuracy">{_fmt(estimated)}</b>; the same '
             f'estimate on the test split {_fmt(perf.get("reference_estimated_accuracy"))}, measured there '
             f'{_fmt(perf.get("reference_accuracy"))}'
-            + (f'; on {live.get("rows")} feedback labels: {_fmt(live.get("accuracy"))}' if live.get("accuracy") is not None else "")
+            + (f'; on {escape(str(live.get("rows")))} feedback labels: {_fmt(live.get("accuracy"))}' if live.get("accuracy") is not None else "")
             + ".</p>", checks_table(result.get("checks", []))]
     return _section("drift", "Drift and estimated accuracy", "".join(body))
 

@@ -266,7 +266,8 @@ def monitor(engine: Engine, predictor: Predictor, reference: Reference, config: 
 
 
 def _iso(value) -> str:
-    return pd.Timestamp(value).isoformat()
+    stamp = pd.Timestamp(value)  # SQLite hands back the UTC time without its zone
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).isoformat()
 
 
 def exit_code(result: dict) -> int:
@@ -295,7 +296,7 @@ def run(project: Path, config: MonitorConfig, database_url: str, spec: WindowSpe
     project = Path(project)
     predictor = Predictor.load(project)
     reference = load_reference(project, predictor)
-    engine = connect(database_url, project)
+    engine = connect(database_url, project, create=False)
     try:
         spec = WindowSpec(last=spec.last if (spec.last or spec.since or spec.until) else config.window_rows,
                           since=spec.since, until=spec.until, model_version=spec.model_version or predictor.version)

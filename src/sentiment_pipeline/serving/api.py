@@ -58,6 +58,14 @@ class PredictRequest(BaseModel):
             raise ValueError("'text' must be a string and 'texts' a list of strings, not null")
         if self.texts is not None and not self.texts:
             raise ValueError("'texts' must hold at least one text")
+        for i, text in enumerate(self.all_texts):
+            where = "text" if self.text is not None else f"texts[{i}]"
+            if "\x00" in text:  # PostgreSQL's text type cannot hold it, nor can a tweet
+                raise ValueError(f"{where} contains a NUL character (\\u0000)")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate such as "\ud800" in the JSON
+                raise ValueError(f"{where} is not valid Unicode (a lone surrogate escape)") from None
         return self
 
     @property
@@ -248,7 +256,8 @@ def tighten_schema(schema: dict, settings: ServeConfig, classes: list[str]) -> N
     generating schema-valid requests gets 2xx: exactly one of text/texts, the size limits, the
     model's classes as feedback labels. Known only once the settings and the model are."""
     schemas = schema["components"]["schemas"]
-    text = {"type": "string", "maxLength": settings.max_chars_per_text}
+    # no NUL: the prediction log (PostgreSQL's text type) cannot store it, so it is a 422
+    text = {"type": "string", "maxLength": settings.max_chars_per_text, "pattern": "^[^\\u0000]*$"}
     predict = schemas["PredictRequest"]
     predict["properties"]["text"] = {**text, "description": predict["properties"]["text"].get("description", "")}
     predict["properties"]["texts"] = {"type": "array", "items": text, "minItems": 1,
@@ -409,7 +418,7 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
         """The model card, its evaluation, live traffic, the last monitor run and a text box."""
         def gather():
             try:
-                live = read_live(prediction_log.engine, predictor.classes)
+                live = read_live(prediction_log.engine, predictor.classes, predictor.version)
             except SQLAlchemyError as exc:
                 log.warning("dashboard: the prediction log is not readable: %s", exc)
                 live = None

@@ -89,6 +89,8 @@ def compile_model(model) -> CompiledCalibratedSVM | None:
     if not isinstance(clf, CalibratedLinearSVC) or vectorizer is None or clf.calibration != "sigmoid":
         return None
     column_indices = None
+    if select is not None and not hasattr(select, "get_support"):
+        return None  # "passthrough" or a step this path does not know
     if select is not None:
         mask = select.get_support()
         column_indices = None if mask.all() else np.arange(len(mask))[mask]

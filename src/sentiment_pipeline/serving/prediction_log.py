@@ -30,11 +30,14 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError as DataError_
+from sqlalchemy.exc import IntegrityError
 
-from sentiment_pipeline.errors import ConfigError
+from sentiment_pipeline.errors import ConfigError, DataError
 from sentiment_pipeline.serving.queues import next_batch
 
 log = logging.getLogger(__name__)
@@ -78,10 +81,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def connect(url: str, root: Path = Path(".")) -> Engine:
+def connect(url: str, root: Path = Path("."), create: bool = True) -> Engine:
     """An engine for ``url``, the schema created if absent. A relative SQLite path is taken
     from ``root``, its directory created, and the file put in WAL mode (readers such as
-    ``monitor`` do not block the writer)."""
+    ``monitor`` do not block the writer). With ``create=False`` (readers: a mistyped URL must
+    not create an empty log that then looks like a quiet day) a missing log is an error."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # SQLAlchemy raises ArgumentError with the bad URL
@@ -89,6 +93,8 @@ def connect(url: str, root: Path = Path(".")) -> Engine:
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
         path = path if path.is_absolute() else root / path
+        if not create and not path.is_file():
+            raise DataError(f"{path}: no prediction log there (serve.database_url / --database-url)")
         path.parent.mkdir(parents=True, exist_ok=True)
         parsed = parsed.set(database=str(path))
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
@@ -103,7 +109,12 @@ def connect(url: str, root: Path = Path(".")) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
-    metadata.create_all(engine)
+    if create:
+        metadata.create_all(engine)
+    elif not inspect(engine).has_table(predictions.name):
+        engine.dispose()
+        raise DataError(f"{engine.url.render_as_string(hide_password=True)}: holds no prediction log "
+                        f"(no '{predictions.name}' table)")
     return engine
 
 
@@ -163,8 +174,22 @@ class PredictionLog:
                 self.queue.task_done()
 
     def _insert(self, batch: list[dict]) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(insert(predictions), batch)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(predictions), batch)
+        except (IntegrityError, DataError_) as exc:
+            if len(batch) == 1:
+                raise
+            # one bad row must not cost the other rows of its batch: write them one by one
+            log.warning("prediction log: a batch of %d was refused (%s); writing row by row",
+                        len(batch), str(exc).splitlines()[0])
+            for row in batch:
+                try:
+                    with self.engine.begin() as connection:
+                        connection.execute(insert(predictions), [row])
+                except (IntegrityError, DataError_) as row_error:
+                    log.error("prediction log: prediction %s not written: %s", row["prediction_id"],
+                              str(row_error).splitlines()[0])
 
     async def flush(self) -> None:
         """Wait until everything queued so far is written."""

@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from sentiment_pipeline import paths
-from sentiment_pipeline.evaluate import predicted_probabilities, top_label_confidence
+from sentiment_pipeline.evaluate import EvaluationError, predicted_probabilities, top_label_confidence
 from sentiment_pipeline.files import read_json
 from sentiment_pipeline.serving.artifacts import VerifiedModel, verify_model
 from sentiment_pipeline.text import TextNormalizer, build_stopwords
@@ -127,6 +127,8 @@ def _sklearn_predict(model, cleaned: list[str], classes: list[str]) -> tuple[np.
 def _in_class_order(raw: np.ndarray, model_classes, classes: list[str]) -> np.ndarray:
     index = {name: i for i, name in enumerate(classes)}
     columns = [index.get(c, c) for c in model_classes]
+    if sorted(columns, key=str) != sorted(range(len(classes)), key=str):
+        raise EvaluationError(f"the model predicts classes {list(model_classes)}, but its model card lists {classes}")
     proba = np.zeros((raw.shape[0], len(classes)))
     proba[:, columns] = raw
     return proba
