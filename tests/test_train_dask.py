@@ -16,6 +16,7 @@ from sentiment_pipeline.config import PreprocessConfig
 from sentiment_pipeline.train import grid_search
 
 distributed = pytest.importorskip("distributed")  # a dev dependency: present with `make test`
+pytestmark = pytest.mark.e2e  # starts worker processes
 
 
 @pytest.fixture(scope="module")
