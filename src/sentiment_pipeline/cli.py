@@ -254,14 +254,14 @@ def monitor(
     window_start, window_end = _utc(since, "--since"), _utc(until, "--until")
 
     def run_monitor() -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from sentiment_pipeline.config import Params, load_params, serve_config
         from sentiment_pipeline.monitoring import monitor as monitoring
 
         params_file = project / "params.yaml"
         params = load_params(params_file) if params_file.is_file() else Params()
         settings = serve_config(params, os.environ)
-        from sqlalchemy.exc import SQLAlchemyError
-
         try:
             result, json_file, html_file = monitoring.run(
                 project, params.monitor, database_url or settings.database_url,

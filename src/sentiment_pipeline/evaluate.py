@@ -73,7 +73,11 @@ def predicted_probabilities(model, texts: pd.Series, classes: list[str]) -> np.n
             "precision-recall and calibration outputs need class probabilities"
         )
     raw = np.asarray(model.predict_proba(texts), dtype=float)
-    model_classes = list(getattr(model, "classes_", range(raw.shape[1])))
+    return in_class_order(raw, list(getattr(model, "classes_", range(raw.shape[1]))), classes)
+
+
+def in_class_order(raw: np.ndarray, model_classes: list, classes: list[str]) -> np.ndarray:
+    """``raw`` probabilities (columns in the model's class order) with column ``i`` for ``classes[i]``."""
     # The pipeline encodes labels as indices into ``classes``; accept label names as well.
     index = {name: i for i, name in enumerate(classes)}
     columns = [index.get(c, c) for c in model_classes]

@@ -38,6 +38,13 @@ def _tick(value: float, top: float) -> str:
     return f"{value:.3g}" if top >= 1 else f"{value:.2f}"
 
 
+def _svg_open(width: float, height: float, title: str, chart_id: str) -> str:
+    """The chart's root element with its accessible title."""
+    id_attribute = f' id="{escape(chart_id)}"' if chart_id else ""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}"'
+            f' width="{width}" height="{height}"{id_attribute}><title>{escape(title)}</title>')
+
+
 def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float]], *, title: str,
               y_max: float | None = None, width: int = 420, height: int = 220, digits: int = 2,
               chart_id: str = "") -> str:
@@ -49,9 +56,7 @@ def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float]], *, 
     plot_w, plot_h = width - left - right, height - upper - lower
     group_w = plot_w / max(len(categories), 1)
     bar_w = group_w * 0.8 / len(series)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}"'
-             f' width="{width}" height="{height}"{f" id={chr(34)}{escape(chart_id)}{chr(34)}" if chart_id else ""}>'
-             f'<title>{escape(title)}</title>'
+    parts = [_svg_open(width, height, title, chart_id) +
              f'<text x="{left}" y="14" {FONT} font-weight="bold">{escape(title)}</text>',
              _legend(list(series), left, 28)]
     for tick in range(5):
@@ -86,9 +91,7 @@ def line_chart(labels: Sequence[str], values: Sequence[float], *, title: str, wi
     left, right, upper, lower = 40, 10, 24, 30
     plot_w, plot_h = width - left - right, height - upper - lower
     top = max(values) * 1.1 if values and max(values) > 0 else 1.0
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}"'
-             f' width="{width}" height="{height}"{f" id={chr(34)}{escape(chart_id)}{chr(34)}" if chart_id else ""}>'
-             f'<title>{escape(title)}</title>'
+    parts = [_svg_open(width, height, title, chart_id) +
              f'<text x="{left}" y="14" {FONT} font-weight="bold">{escape(title)}</text>']
     for tick in range(5):
         y = upper + plot_h - plot_h * tick / 4
@@ -118,9 +121,7 @@ def heatmap(matrix: Sequence[Sequence[float]], rows: Sequence[str], columns: Seq
     left, upper = 90, 50
     width, height = left + cell * len(columns) + 10, upper + cell * len(rows) + 24
     peak = max((v for r in matrix for v in r), default=0) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}"'
-             f' width="{width}" height="{height}"{f" id={chr(34)}{escape(chart_id)}{chr(34)}" if chart_id else ""}>'
-             f'<title>{escape(title)}</title>'
+    parts = [_svg_open(width, height, title, chart_id) +
              f'<text x="4" y="14" {FONT} font-weight="bold">{escape(title)}</text>'
              f'<text x="{left + cell * len(columns) / 2}" y="30" text-anchor="middle" {FONT}>{escape(column_title)}</text>']
     for j, name in enumerate(columns):
@@ -136,11 +137,3 @@ def heatmap(matrix: Sequence[Sequence[float]], rows: Sequence[str], columns: Seq
                          f'text-anchor="middle" fill="{ink}" {FONT}>{value:g}</text>')
     parts.append(f'<text x="4" y="{height - 6}" {FONT}>rows: {escape(row_title)}</text></svg>')
     return "".join(parts)
-
-
-def histogram_counts(values: Sequence[float], edges: Sequence[float]) -> list[int]:
-    """Counts per bin [edges[i], edges[i+1]); the last bin includes its right edge."""
-    import numpy as np
-
-    counts, _ = np.histogram(np.asarray(values, dtype=float), bins=np.asarray(edges, dtype=float))
-    return counts.astype(int).tolist()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ class Reference:
     test_estimated_accuracy: float   # the label-free estimate on the test split: the drop is
                                      # measured from it, so the estimator's own bias cancels
     vocabulary: frozenset[str] = field(repr=False)  # the word vectorizer's unigrams
+    tokenize: Callable[[str], list[str]] = field(repr=False)  # and its tokenizer
 
 
 def word_vectorizer(model):
@@ -99,7 +101,7 @@ def load_reference(root: Path, predictor: Predictor) -> Reference:
                      test_estimated_accuracy=performance.estimate(adapted, test_predictions.label_index)["accuracy"],
                      test_oov_share=drift.out_of_vocabulary_share(
                          test["text"].fillna("").astype(str), tokenize, vocabulary),
-                     test_accuracy=float(accuracy), vocabulary=vocabulary)
+                     test_accuracy=float(accuracy), vocabulary=vocabulary, tokenize=tokenize)
 
 
 # ------------------------------------------------------------------ the window
@@ -187,10 +189,9 @@ def evaluate_window(window: pd.DataFrame, reference: Reference, predictor: Predi
 
     cleaned = predictor.clean(window["text"].astype(str).tolist()) if texts_logged else []
     lengths = window["cleaned_length"].to_numpy(dtype=float)
-    tokenize, vocabulary = tokenizer_and_vocabulary(predictor.model)
     length = drift.distribution_drift(reference.train_lengths, lengths)
     empty_share = float(np.mean(lengths == 0))
-    oov = drift.out_of_vocabulary_share(cleaned, tokenize, vocabulary) if texts_logged else None
+    oov = drift.out_of_vocabulary_share(cleaned, reference.tokenize, reference.vocabulary) if texts_logged else None
     # sorted: the log's row order depends on request timing; the seeded sample must not
     auc = (drift.domain_classifier_auc(reference.train_cleaned, sorted(cleaned), config.seed,
                                        config.domain_classifier_rows) if texts_logged else None)

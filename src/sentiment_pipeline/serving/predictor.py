@@ -6,16 +6,15 @@ label, computed by the same functions ``evaluate`` uses, so what is served is wh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import logging
-
 import numpy as np
 
 from sentiment_pipeline import paths
-from sentiment_pipeline.evaluate import EvaluationError, predicted_probabilities, top_label_confidence
+from sentiment_pipeline.evaluate import in_class_order, predicted_probabilities, top_label_confidence
 from sentiment_pipeline.files import read_json
 from sentiment_pipeline.serving.artifacts import VerifiedModel, verify_model
 from sentiment_pipeline.text import TextNormalizer, build_stopwords
@@ -103,7 +102,7 @@ class Predictor:
         if self.compiled is not None:
             labels, raw = self.compiled.predict_with_proba(cleaned)
             label_index = np.asarray(labels, dtype=np.int64)
-            probabilities = _in_class_order(raw, self.compiled.classes_, self.classes)
+            probabilities = in_class_order(raw, list(self.compiled.classes_), self.classes)
         else:
             label_index, probabilities = _sklearn_predict(self.model, cleaned, self.classes)
         return Predictions(
@@ -122,16 +121,6 @@ def _sklearn_predict(model, cleaned: list[str], classes: list[str]) -> tuple[np.
     classifier = model[-1]
     label_index = np.asarray(classifier.predict(features), dtype=np.int64)
     return label_index, predicted_probabilities(classifier, features, classes)
-
-
-def _in_class_order(raw: np.ndarray, model_classes, classes: list[str]) -> np.ndarray:
-    index = {name: i for i, name in enumerate(classes)}
-    columns = [index.get(c, c) for c in model_classes]
-    if sorted(columns, key=str) != sorted(range(len(classes)), key=str):
-        raise EvaluationError(f"the model predicts classes {list(model_classes)}, but its model card lists {classes}")
-    proba = np.zeros((raw.shape[0], len(classes)))
-    proba[:, columns] = raw
-    return proba
 
 
 # Texts that exercise every branch the compiled path has (known and unknown words, emoji, a text
