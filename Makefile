@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test report bench bench-serve bench-monitor bench-dask clean
+.PHONY: help install stopwords repro test report bench bench-serve bench-monitor bench-dask bench-stream clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -58,6 +58,7 @@ bench: install  ## Time the pipeline against a naive grid search, preprocess/fea
 	$(MAKE) bench-serve
 	$(MAKE) bench-monitor
 	$(MAKE) bench-dask
+	$(MAKE) bench-stream
 
 # SERVE_BENCH_ARGS passes options through, e.g. "--workers 2 --seconds 10". Needs wrk (Debian: wrk).
 bench-serve: repro  ## The API under load (wrk) against a plain Flask app, batch texts/s
@@ -68,6 +69,10 @@ bench-monitor: repro  ## The running service fed airline tweets, then another do
 
 bench-dask: repro  ## Every family's grid search on local threads and on a 2-worker Dask LocalCluster
 	$(BIN)/python benchmarks/dask_bench.py $(DASK_BENCH_ARGS)
+
+# STREAM_BENCH_ARGS passes options through, e.g. "--sizes 100000,1000000" (the default goes to 10M rows).
+bench-stream: install  ## download -> preprocess -> featurize streamed on 100K, 1M, 10M synthetic reviews: time/row, peak RSS
+	$(BIN)/python benchmarks/stream_bench.py $(STREAM_BENCH_ARGS)
 
 clean:  ## Remove the virtual environments
 	rm -rf $(VENV) .tools

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -419,6 +420,11 @@ def _content_vocabulary(rng: np.random.Generator, size: int = 5000) -> np.ndarra
 
 
 def synthetic_reviews(n_rows: int, seed: int = 0, chunk: int = 100_000) -> pd.DataFrame:
+    """:func:`synthetic_review_chunks` in one frame."""
+    return pd.concat(list(synthetic_review_chunks(n_rows, seed, chunk)), ignore_index=True)
+
+
+def synthetic_review_chunks(n_rows: int, seed: int = 0, chunk: int = 100_000) -> Iterator[pd.DataFrame]:
     """Seeded short reviews with three imbalanced labels: 5-40 words each, Zipf-distributed
     content words, function words, and sentiment words of the row's label (some from another
     label, as real text is noisy), sometimes with a mention, hashtag, URL, number or emoji so
@@ -431,8 +437,8 @@ def synthetic_reviews(n_rows: int, seed: int = 0, chunk: int = 100_000) -> pd.Da
     labels = np.array(list(_LABEL_SHARES))
     sentiment = [np.array(_SENTIMENT_WORDS[label], dtype=object) for label in labels]
     extras = np.array(_EXTRAS, dtype=object)
-    texts, label_column = [], []
     for start in range(0, n_rows, chunk):  # chunks bound the memory of the token arrays
+        texts: list[str] = []
         n = min(chunk, n_rows - start)
         row_labels = rng.choice(len(labels), n, p=list(_LABEL_SHARES.values()))
         lengths = rng.integers(5, 41, n)
@@ -452,8 +458,7 @@ def synthetic_reviews(n_rows: int, seed: int = 0, chunk: int = 100_000) -> pd.Da
         for row, (stop, length) in enumerate(zip(ends, lengths)):
             text = " ".join(tokens[stop - length:stop])
             texts.append(f"{text} {extra[row]}" if extra[row] else text)
-        label_column.extend(labels[row_labels])
-    return pd.DataFrame({"text": texts, "label": label_column})
+        yield pd.DataFrame({"text": texts, "label": labels[row_labels]}, index=pd.RangeIndex(start, start + n))
 
 
 # ----------------------------------------------------------------------------- growth steps

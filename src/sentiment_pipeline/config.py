@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sentiment_pipeline.errors import ConfigError
 
@@ -50,6 +50,19 @@ class _Section(BaseModel):
 
 
 # ---------------------------------------------------------------- download
+# Streaming: a stage given chunk_rows reads its input in chunks of that many rows and writes
+# the same files as the in-memory path (null), with memory bounded by the chunk size.
+ChunkRows = Annotated[int, Field(ge=1)] | None
+
+
+def _not_zero(value: int) -> int:
+    if value == 0:
+        raise ValueError("must be a positive count or negative (-1: all cores), not 0")
+    return value
+
+
+NJobs = Annotated[int, AfterValidator(_not_zero)]
+
 AMAZON_3_CLASS = {1: "negative", 2: "negative", 3: "neutral", 4: "positive", 5: "positive"}
 
 
@@ -73,6 +86,9 @@ class DownloadConfig(_Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     retries: Annotated[int, Field(ge=0)] = 3
     backoff_seconds: Annotated[float, Field(ge=0)] = 1.0
+    # Read the source in chunks of this many rows (data larger than memory); null reads it
+    # whole. Same output file either way.
+    chunk_rows: ChunkRows = None
 
     @model_validator(mode="after")
     def _source_needs_location(self) -> DownloadConfig:
@@ -129,6 +145,9 @@ class PreprocessConfig(_Section):
     stopwords: StopwordsConfig = StopwordsConfig()
     test_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     seed: int = 42
+    chunk_rows: ChunkRows = None
+    # Processes cleaning chunks in parallel when streaming (-1: one per core).
+    n_jobs: NJobs = -1
 
 
 # ---------------------------------------------------------------- featurize
@@ -148,6 +167,13 @@ class FeaturizeConfig(_Section):
     max_df: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     max_features: Annotated[int, Field(ge=1)] | None = 20000
     sublinear_tf: bool = True
+    # tfidf: a vocabulary of the training split's n-grams (min_df, max_df, max_features apply);
+    # hashing: n-grams hashed into hashing_features columns, no vocabulary held in memory
+    # (min_df, max_df and max_features do not apply), IDF from the training split all the same.
+    vectorizer: Literal["tfidf", "hashing"] = "tfidf"
+    hashing_features: Annotated[int, Field(ge=16)] = 1 << 20
+    chunk_rows: ChunkRows = None
+    n_jobs: NJobs = -1  # processes vectorizing chunks in parallel when streaming
     resampling: ResamplingConfig = ResamplingConfig()
 
     @field_validator("word_ngram_range", "char_ngram_range")

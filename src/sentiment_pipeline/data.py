@@ -17,7 +17,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -85,7 +86,7 @@ def infer_format(name: str, declared: str | None) -> tuple[str, str | None]:
 
 def parse_table(path: Path, fmt: str, compression: str | None, encoding: str, name: str) -> pd.DataFrame:
     """Read a CSV/TSV/JSONL/Parquet file; every failure becomes a DataError naming ``name``."""
-    try:
+    with _read_errors(path, fmt, compression, encoding, name):
         if fmt in ("csv", "tsv"):
             return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", encoding=encoding,
                                dtype=str, keep_default_na=False, compression=compression)
@@ -93,6 +94,35 @@ def parse_table(path: Path, fmt: str, compression: str | None, encoding: str, na
             return pd.read_json(path, lines=True, dtype=False, encoding=encoding,
                                 compression=compression)
         return pd.read_parquet(path)
+
+
+def iter_table(path: Path, fmt: str, compression: str | None, encoding: str, name: str,
+               chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The file in chunks of ``chunk_rows`` rows, each indexed by its 0-based data-row number,
+    parsed as :func:`parse_table` parses the whole file (same dtypes, same errors)."""
+    first_row = 0
+    with _read_errors(path, fmt, compression, encoding, name):
+        if fmt in ("csv", "tsv"):
+            chunks = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", encoding=encoding, dtype=str,
+                                 keep_default_na=False, compression=compression, chunksize=chunk_rows)
+        elif fmt == "jsonl":
+            chunks = pd.read_json(path, lines=True, dtype=False, encoding=encoding,
+                                  compression=compression, chunksize=chunk_rows)
+        else:
+            import pyarrow.parquet as pq
+
+            chunks = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(chunk_rows))
+        with chunks if hasattr(chunks, "__enter__") else nullcontext(chunks) as reader:
+            for chunk in reader:
+                chunk.index = pd.RangeIndex(first_row, first_row + len(chunk))
+                first_row += len(chunk)
+                yield chunk
+
+
+@contextmanager
+def _read_errors(path: Path, fmt: str, compression: str | None, encoding: str, name: str) -> Iterator[None]:
+    try:
+        yield
     except UnicodeDecodeError as exc:
         line = _first_undecodable_line(path, encoding, compression)
         raise DataError(
@@ -178,7 +208,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_url(config: DownloadConfig) -> pd.DataFrame:
+@contextmanager
+def fetched_url(config: DownloadConfig) -> Iterator[tuple[Path, str, str | None]]:
+    """Download ``download.url``, verify its sha256 and yield (local path, format, compression)."""
     url = config.url
     name = PurePosixPath(urlparse(url).path).name or "download"
     fmt, compression = infer_format(name, config.format)
@@ -196,7 +228,12 @@ def load_url(config: DownloadConfig) -> pd.DataFrame:
                 f"{url}: sha256 is {actual}, but download.sha256 expects {config.sha256}; "
                 "the file changed or is corrupt (nothing was kept)"
             )
-        return parse_table(target, fmt, compression, config.encoding, url)
+        yield target, fmt, compression
+
+
+def load_url(config: DownloadConfig) -> pd.DataFrame:
+    with fetched_url(config) as (target, fmt, compression):
+        return parse_table(target, fmt, compression, config.encoding, config.url)
 
 
 def load_file(config: DownloadConfig) -> pd.DataFrame:
@@ -256,13 +293,14 @@ def _labels_from_ratings(frame: pd.DataFrame, config: DownloadConfig, name: str)
     return labels
 
 
-def to_text_label(frame: pd.DataFrame, config: DownloadConfig, name: str) -> pd.DataFrame:
-    """Shape a source table into (text, label), validating what it reads."""
+def to_text_label(frame: pd.DataFrame, config: DownloadConfig, name: str, first_row: int = 0) -> pd.DataFrame:
+    """Shape a source table (or a chunk of it starting at data row ``first_row``) into
+    (text, label), validating what it reads; errors name data rows of the whole file."""
     text_columns = config.text_columns
     label_key = config.rating_column if config.schema_ == "amazon_reviews_2023" else config.label_column
     _require_columns(frame, [*text_columns, label_key], name,
                      "download.text_column / download.label_column / download.rating_column")
-    frame = frame.reset_index(drop=True)
+    frame = frame.set_axis(pd.RangeIndex(first_row, first_row + len(frame)))
     parts = [_text_cells(frame, column, name) for column in text_columns]
     text = parts[0]
     for part in parts[1:]:
@@ -306,11 +344,16 @@ def drop_dirty_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def check_counts(frame: pd.DataFrame, name: str, min_rows: int, cv_folds: int) -> None:
     """Enough rows overall, and per class at least one row for each CV fold."""
-    if frame.empty:
+    check_label_counts(frame["label"].value_counts(), name, min_rows, cv_folds)
+
+
+def check_label_counts(counts: pd.Series, name: str, min_rows: int, cv_folds: int) -> None:
+    """:func:`check_counts` on the rows per label (largest first, as ``value_counts``)."""
+    total = int(counts.sum())
+    if total == 0:
         raise DataError(f"{name}: no rows (after dropping blank texts and duplicates)")
-    if len(frame) < min_rows:
-        raise DataError(f"{name}: {len(frame)} rows, fewer than download.min_rows={min_rows}")
-    counts = frame["label"].value_counts()
+    if total < min_rows:
+        raise DataError(f"{name}: {total} rows, fewer than download.min_rows={min_rows}")
     if len(counts) < 2:
         raise DataError(f"{name}: every row has the label {counts.index[0]!r}; a classifier needs "
                         "rows of at least two classes")
@@ -341,3 +384,75 @@ def load_source(config: DownloadConfig) -> pd.DataFrame:
     if raw.empty:
         raise DataError(f"{name}: no rows (the file has a header but no data)")
     return to_text_label(raw, config, name)
+
+
+# ------------------------------------------------------------------ streaming (chunk_rows)
+@contextmanager
+def source_chunks(config: DownloadConfig, chunk_rows: int) -> Iterator[Callable[[], Iterator[pd.DataFrame]]]:
+    """Yield a function that reads the source afresh as validated (text, label) chunks."""
+    name = source_name(config)
+    if config.source in ("file", "url"):
+        with (fetched_url(config) if config.source == "url" else _local_file(config)) as (path, fmt, compression):
+            def read() -> Iterator[pd.DataFrame]:
+                for chunk in iter_table(path, fmt, compression, config.encoding, name, chunk_rows):
+                    yield to_text_label(chunk, config, name, first_row=chunk.index.start)
+            yield read
+    else:
+        embedded = load_embedded(airline_only=config.source == "embedded_airline")
+        _check_labels(embedded["label"], config, name)
+        yield lambda: (embedded.iloc[i:i + chunk_rows] for i in range(0, len(embedded), chunk_rows))
+
+
+@contextmanager
+def _local_file(config: DownloadConfig) -> Iterator[tuple[Path, str, str | None]]:
+    path = Path(config.path)
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found (download.path)")
+    yield (path, *infer_format(path.name, config.format))
+
+
+def _blank(chunk: pd.DataFrame) -> np.ndarray:
+    return (chunk["text"].str.strip() == "").to_numpy()
+
+
+def stream_source(config: DownloadConfig, cv_folds: int, target: Path) -> dict:
+    """:func:`load_source` + :func:`drop_dirty_rows` + :func:`check_counts` + ``write_csv`` in
+    chunks of ``download.chunk_rows``: the same file and report, memory bounded by the chunk.
+
+    Two passes over the source: the first validates it and keys every non-blank row, the second
+    writes the rows whose (text, label) key was not seen before.
+    """
+    from sentiment_pipeline.streaming import LabelCodes, counts_by_label, first_occurrence, text_keys, write_csv_chunks
+
+    name = source_name(config)
+    codes, keys, label_codes = LabelCodes(), [], []
+    rows_in = blank_rows = 0
+    with source_chunks(config, config.chunk_rows) as read:
+        with tqdm(desc="download: check", unit="row", leave=False, disable=None) as bar:
+            for chunk in read():
+                blank = _blank(chunk)
+                kept = chunk[~blank]
+                keys.append(text_keys(kept["text"], kept["label"]))
+                label_codes.append(codes.encode(kept["label"]))
+                rows_in, blank_rows = rows_in + len(chunk), blank_rows + int(blank.sum())
+                bar.update(len(chunk))
+        if rows_in == 0 and config.source in ("file", "url"):
+            raise DataError(f"{name}: no rows (the file has a header but no data)")
+        keep = first_occurrence(np.concatenate(keys) if keys else np.zeros((0, 2), np.uint64))
+        del keys
+        labels = codes.sorted_labels()
+        counts = counts_by_label(codes.to_sorted(np.concatenate(label_codes))[keep], labels) if label_codes else {}
+        check_label_counts(pd.Series(counts, dtype=np.int64).sort_values(ascending=False, kind="stable"),
+                           name, config.min_rows, cv_folds)
+
+        def kept_chunks() -> Iterator[pd.DataFrame]:
+            offset = 0
+            for chunk in tqdm(read(), desc="download: write", unit="chunk", leave=False, disable=None):
+                rows = chunk[~_blank(chunk)]
+                yield rows[keep[offset:offset + len(rows)]]
+                offset += len(rows)
+
+        rows_out = write_csv_chunks(kept_chunks(), target, ["text", "label"])
+    dropped = {"blank_text": blank_rows, "exact_duplicates": int(len(keep) - keep.sum())}
+    log.info("%s: %d rows in, %d kept; dropped %s; labels %s", name, rows_in, rows_out, dropped, counts)
+    return {"rows_in": rows_in, "dropped": dropped, "rows_out": rows_out, "class_counts": counts}

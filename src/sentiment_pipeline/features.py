@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
+from sklearn.feature_extraction.text import (CountVectorizer, HashingVectorizer, TfidfTransformer,
+                                             TfidfVectorizer)
+from sklearn.pipeline import FeatureUnion, Pipeline
+from tqdm import tqdm
 
 from sentiment_pipeline.config import FeaturizeConfig, ResamplingConfig
 from sentiment_pipeline.errors import ConfigError
@@ -23,17 +26,50 @@ log = logging.getLogger(__name__)
 TOKEN_PATTERN = r"\S+"
 
 
-def build_vectorizer(config: FeaturizeConfig) -> TfidfVectorizer | FeatureUnion:
-    """Word n-gram TF-IDF, joined by char_wb n-grams when ``featurize.char_ngrams`` is on."""
-    shared = dict(lowercase=False, min_df=config.min_df, max_df=config.max_df,
-                  max_features=config.max_features, sublinear_tf=config.sublinear_tf,
-                  dtype=np.float64)
-    word = TfidfVectorizer(token_pattern=TOKEN_PATTERN, ngram_range=tuple(config.word_ngram_range),
-                           **shared)
-    if not config.char_ngrams:
-        return word
-    char = TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(config.char_ngram_range), **shared)
-    return FeatureUnion([("word", word), ("char", char)])
+def analyzer_params(config: FeaturizeConfig) -> dict[str, dict]:
+    """What each part of the features tokenizes: word n-grams, and char_wb n-grams if enabled."""
+    parts = {"word": dict(analyzer="word", token_pattern=TOKEN_PATTERN,
+                          ngram_range=tuple(config.word_ngram_range))}
+    if config.char_ngrams:
+        parts["char"] = dict(analyzer="char_wb", ngram_range=tuple(config.char_ngram_range))
+    return parts
+
+
+def _tfidf_part(config: FeaturizeConfig, analyzer: dict, vocabulary: dict | None = None) -> TfidfVectorizer:
+    return TfidfVectorizer(lowercase=False, min_df=config.min_df, max_df=config.max_df,
+                           max_features=config.max_features, sublinear_tf=config.sublinear_tf,
+                           dtype=np.float64, vocabulary=vocabulary, **analyzer)
+
+
+def _hashing_part(config: FeaturizeConfig, analyzer: dict) -> Pipeline:
+    """Hashed n-gram counts, then TF-IDF weighting: no vocabulary is kept."""
+    return Pipeline([
+        ("hash", HashingVectorizer(lowercase=False, n_features=config.hashing_features, norm=None,
+                                   alternate_sign=False, dtype=np.float64, **analyzer)),
+        ("idf", TfidfTransformer(sublinear_tf=config.sublinear_tf)),
+    ])
+
+
+def _join(parts: dict) -> TfidfVectorizer | Pipeline | FeatureUnion:
+    return next(iter(parts.values())) if len(parts) == 1 else FeatureUnion(list(parts.items()))
+
+
+def build_vectorizer(config: FeaturizeConfig) -> TfidfVectorizer | Pipeline | FeatureUnion:
+    """Word n-gram TF-IDF, joined by char_wb n-grams when ``featurize.char_ngrams`` is on; with
+    ``featurize.vectorizer: hashing`` each part hashes its n-grams instead of keeping a vocabulary."""
+    make = _hashing_part if config.vectorizer == "hashing" else _tfidf_part
+    return _join({name: make(config, analyzer) for name, analyzer in analyzer_params(config).items()})
+
+
+def vectorizer_parts(vectorizer) -> list:
+    """The tokenizing step of each part: a TfidfVectorizer or a HashingVectorizer."""
+    parts = [t for _, t in vectorizer.transformer_list] if isinstance(vectorizer, FeatureUnion) else [vectorizer]
+    return [p[0] if isinstance(p, Pipeline) else p for p in parts]
+
+
+def n_features_out(vectorizer) -> int:
+    return sum(len(p.vocabulary_) if hasattr(p, "vocabulary_") else p.n_features
+               for p in vectorizer_parts(vectorizer))
 
 
 def make_picklable_deterministic(vectorizer: TfidfVectorizer | FeatureUnion) -> None:
@@ -42,8 +78,7 @@ def make_picklable_deterministic(vectorizer: TfidfVectorizer | FeatureUnion) -> 
     scikit-learn caches ``id(stop_words)`` there (a memory address, new in every process) only
     to skip re-validating the stop word list; without it the check simply runs again.
     """
-    parts = [t for _, t in vectorizer.transformer_list] if isinstance(vectorizer, FeatureUnion) else [vectorizer]
-    for part in parts:
+    for part in vectorizer_parts(vectorizer):
         part.__dict__.pop("_stop_words_id", None)
 
 
@@ -120,10 +155,176 @@ def featurize(train: pd.DataFrame, test: pd.DataFrame, config: FeaturizeConfig):
     make_picklable_deterministic(vectorizer)
     y_train, y_test, classes = encode_labels(train["label"], test["label"])
     before = train["label"].value_counts().sort_index().to_dict()
-    summary = {
-        "n_features": int(X_train.shape[1]),
-        "train_rows": int(X_train.shape[0]),
-        "test_rows": int(X_test.shape[0]),
+    summary = _summary(X_train.shape[1], X_train.shape[0], X_test.shape[0], before, config)
+    log.info("TF-IDF: %d features from %d training texts; resampling: %s",
+             X_train.shape[1], X_train.shape[0], config.resampling.strategy)
+    features = FeatureSet(X_train, y_train, X_test, y_test, classes)
+    return vectorizer, features, summary
+
+
+# ------------------------------------------------------------------ streaming (chunk_rows)
+def idf_from_document_frequency(df: np.ndarray, n_documents: int) -> np.ndarray:
+    """The ``idf_`` TfidfTransformer.fit computes (smooth_idf) from the same counts, bit for bit."""
+    df = df.astype(np.float64) + 1.0
+    idf = np.full_like(df, fill_value=n_documents + 1, dtype=np.float64)
+    idf /= df
+    np.log(idf, out=idf)
+    idf += 1.0
+    return idf
+
+
+class _Vocabulary:
+    """Document frequency and total count of every n-gram seen, merged chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.df = np.zeros(0, dtype=np.int64)
+        self.tf = np.zeros(0, dtype=np.int64)
+
+    def add(self, terms: list[str], df: np.ndarray, tf: np.ndarray) -> None:
+        index = self.index
+        ids = np.fromiter((index.setdefault(t, len(index)) for t in terms), dtype=np.int64, count=len(terms))
+        if len(index) > len(self.df):
+            grow = max(len(index), 2 * len(self.df)) - len(self.df)
+            self.df = np.concatenate([self.df, np.zeros(grow, np.int64)])
+            self.tf = np.concatenate([self.tf, np.zeros(grow, np.int64)])
+        self.df[ids] += df
+        self.tf[ids] += tf
+
+    def limited(self, config: FeaturizeConfig, n_documents: int) -> tuple[dict[str, int], np.ndarray]:
+        """The vocabulary and document frequencies TfidfVectorizer.fit keeps: terms sorted, then
+        min_df / max_df / max_features applied with its arithmetic (``_limit_features``)."""
+        terms = sorted(self.index)
+        ids = np.fromiter((self.index[t] for t in terms), dtype=np.int64, count=len(terms))
+        dfs, tfs = self.df[ids], self.tf[ids].astype(np.float64)  # fit sums float64 counts
+        high, low = config.max_df * n_documents, config.min_df
+        cannot = (f"TF-IDF cannot be fitted on {n_documents} training texts with featurize.min_df="
+                  f"{config.min_df}, max_df={config.max_df}")
+        if high < low:
+            raise ConfigError(f"{cannot}: max_df corresponds to fewer documents than min_df")
+        mask = (dfs <= high) & (dfs >= low)
+        limit = config.max_features
+        if limit is not None and mask.sum() > limit:
+            mask_inds = (-tfs[mask]).argsort()[:limit]
+            new_mask = np.zeros(len(dfs), dtype=bool)
+            new_mask[np.where(mask)[0][mask_inds]] = True
+            mask = new_mask
+        kept = np.flatnonzero(mask)
+        if not len(kept):
+            raise ConfigError(f"{cannot}: no terms remain after pruning; try a lower min_df or a higher max_df")
+        return {terms[i]: n for n, i in enumerate(kept)}, dfs[kept]
+
+
+def _chunk_term_counts(texts: list[str], analyzer: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
+    vectorizer = CountVectorizer(lowercase=False, dtype=np.int64, **analyzer)
+    counts = vectorizer.fit_transform(texts).tocsc()
+    terms = vectorizer.get_feature_names_out().tolist()
+    return terms, np.diff(counts.indptr), np.asarray(counts.sum(axis=0)).ravel()
+
+
+def _chunk_hashed_document_frequency(texts: list[str], hasher: HashingVectorizer) -> np.ndarray:
+    return np.bincount(hasher.transform(texts).indices, minlength=hasher.n_features)
+
+
+def _chunk_features(texts: list[str], vectorizer) -> sp.csr_matrix:
+    return vectorizer.transform(texts).tocsr()
+
+
+def _fitted_vectorizer(config: FeaturizeConfig, n_documents: int, statistics: dict):
+    """The vectorizer ``fit`` on all training texts would have produced, from pass one's counts."""
+    parts = {}
+    for name, analyzer in analyzer_params(config).items():
+        if config.vectorizer == "hashing":
+            part = _hashing_part(config, analyzer)
+            part.named_steps["idf"].idf_ = idf_from_document_frequency(statistics[name], n_documents)
+            part.named_steps["idf"].n_features_in_ = config.hashing_features
+        else:
+            vocabulary, df = statistics[name].limited(config, n_documents)
+            part = _tfidf_part(config, analyzer, vocabulary)
+            part.idf_ = idf_from_document_frequency(df, n_documents)
+        parts[name] = part
+    return _join(parts)
+
+
+def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig, features_dir: Path,
+                     scratch: Path | None = None):
+    """:func:`featurize` for splits larger than memory, in chunks of ``featurize.chunk_rows``:
+    the same vectorizer, matrices and summary; returns (vectorizer, summary) and writes the
+    feature set to ``features_dir`` (as ``FeatureSet.save``) without holding a matrix in memory.
+
+    Pass one counts document frequencies (and, for ``tfidf``, every n-gram's counts, like
+    ``fit``) over the training texts; pass two transforms both splits chunk by chunk into the
+    ``.npz`` files. ``featurize.n_jobs`` processes tokenize chunks in parallel.
+    """
+    import tempfile
+
+    from joblib import Parallel, delayed
+
+    from sentiment_pipeline.files import iter_csv
+    from sentiment_pipeline.streaming import CsrNpzWriter, LabelCodes
+
+    parallel = Parallel(n_jobs=config.n_jobs, return_as="generator")
+    codes = LabelCodes()
+
+    def texts(path: Path, labels: list[np.ndarray] | None = None) -> Iterator[list[str]]:
+        """The texts of a split chunk by chunk; each chunk's label codes go to ``labels``."""
+        for chunk in iter_csv(path, config.chunk_rows):
+            if labels is not None:
+                labels.append(codes.encode(chunk["label"]))
+            yield chunk["text"].tolist()
+
+    # Pass one over the training texts: each part's statistics (and the labels, once).
+    train_codes: list[np.ndarray] = []
+    statistics: dict = {}
+    for number, (name, analyzer) in enumerate(analyzer_params(config).items()):
+        chunks = texts(train_file, train_codes if number == 0 else None)
+        if config.vectorizer == "hashing":
+            hasher = _hashing_part(config, analyzer).named_steps["hash"]
+            tasks = (delayed(_chunk_hashed_document_frequency)(t, hasher) for t in chunks)
+            statistics[name] = sum(tqdm(parallel(tasks), desc=f"featurize: {name} df", unit="chunk",
+                                        leave=False, disable=None))
+        else:
+            vocabulary = statistics[name] = _Vocabulary()
+            tasks = (delayed(_chunk_term_counts)(t, analyzer) for t in chunks)
+            for terms, df, tf in tqdm(parallel(tasks), desc=f"featurize: {name} vocabulary", unit="chunk",
+                                      leave=False, disable=None):
+                vocabulary.add(terms, df, tf)
+    classes = codes.sorted_labels()
+    y_train = codes.to_sorted(np.concatenate(train_codes)).astype(np.int64)
+    vectorizer = _fitted_vectorizer(config, len(y_train), statistics)
+    del statistics, train_codes
+    n_features = n_features_out(vectorizer)
+
+    # Pass two: both splits through the fitted vectorizer, straight into the .npz files.
+    with atomic_path(features_dir) as staged, tempfile.TemporaryDirectory(prefix="featurize-", dir=scratch) as tmp:
+        staged.mkdir()
+        test_codes: list[np.ndarray] = []
+        for split, path, labels in (("train", train_file, None), ("test", test_file, test_codes)):
+            writer = CsrNpzWriter(n_features, Path(tmp))
+            tasks = (delayed(_chunk_features)(t, vectorizer) for t in texts(path, labels))
+            for block in tqdm(parallel(tasks), desc=f"featurize: {split}", unit="chunk", leave=False, disable=None):
+                writer.append(block)
+            writer.write(staged / f"X_{split}.npz")
+        unknown = sorted(set(codes.sorted_labels()) - set(classes))
+        if unknown:
+            raise ConfigError(f"test split holds label(s) {unknown} that the training split lacks")
+        y_test = codes.to_sorted(np.concatenate(test_codes)).astype(np.int64)  # classes sort first
+        np.save(staged / "y_train.npy", y_train)
+        np.save(staged / "y_test.npy", y_test)
+        write_json(classes, staged / "classes.json")
+    make_picklable_deterministic(vectorizer)
+    before = {label: int(n) for label, n in zip(classes, np.bincount(y_train, minlength=len(classes)))}
+    summary = _summary(n_features, len(y_train), len(y_test), before, config)
+    log.info("TF-IDF (%s, streamed): %d features from %d training texts; resampling: %s",
+             config.vectorizer, n_features, len(y_train), config.resampling.strategy)
+    return vectorizer, summary
+
+
+def _summary(n_features: int, train_rows: int, test_rows: int, before: dict, config: FeaturizeConfig) -> dict:
+    return {
+        "n_features": int(n_features),
+        "train_rows": int(train_rows),
+        "test_rows": int(test_rows),
         "resampling": {
             "strategy": config.resampling.strategy,
             "k_neighbors": config.resampling.k_neighbors,
@@ -131,7 +332,3 @@ def featurize(train: pd.DataFrame, test: pd.DataFrame, config: FeaturizeConfig):
             "class_counts_after": resampled_class_counts(before, config.resampling),
         },
     }
-    log.info("TF-IDF: %d features from %d training texts; resampling: %s",
-             X_train.shape[1], X_train.shape[0], config.resampling.strategy)
-    features = FeatureSet(X_train, y_train, X_test, y_test, classes)
-    return vectorizer, features, summary

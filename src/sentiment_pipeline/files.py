@@ -57,6 +57,12 @@ def read_csv(path: Path | str) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def iter_csv(path: Path | str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """:func:`read_csv` in chunks of ``chunk_rows`` rows."""
+    with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows) as reader:
+        yield from reader
+
+
 def write_joblib(obj: Any, target: Path | str) -> None:
     with atomic_path(target) as tmp:
         joblib.dump(obj, tmp, compress=3)

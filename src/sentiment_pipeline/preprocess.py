@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
+from tqdm import tqdm
 
 from sentiment_pipeline.config import PreprocessConfig
 from sentiment_pipeline.errors import DataError
@@ -31,16 +35,13 @@ def _class_counts(labels: pd.Series) -> dict[str, int]:
 
 def length_percentiles(texts: pd.Series) -> dict[str, dict[str, float]]:
     """5th/50th/95th percentile and maximum length of the cleaned texts, in chars and words."""
-    lengths = {"chars": texts.str.len(), "words": texts.str.count(" ") + 1}
+    return percentiles_of({"chars": texts.str.len(), "words": texts.str.count(" ") + 1})
+
+
+def percentiles_of(lengths: dict[str, pd.Series]) -> dict[str, dict[str, float]]:
     return {unit: {"p5": float(v.quantile(0.05)), "p50": float(v.quantile(0.5)),
                    "p95": float(v.quantile(0.95)), "max": int(v.max())}
             for unit, v in lengths.items()}
-
-
-def class_distribution_rows(stages: dict[str, pd.Series]) -> list[dict]:
-    """Rows for the class-distribution bar plot: one per (stage, label)."""
-    return [{"stage": stage, "label": label, "count": count, "group": f"{stage}: {label}"}
-            for stage, labels in stages.items() for label, count in _class_counts(labels).items()]
 
 
 def clean_texts(texts: pd.Series, normalizer: TextNormalizer) -> pd.Series:
@@ -63,8 +64,8 @@ def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     return frame[~normalised], counts
 
 
-def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    class_counts = frame["label"].value_counts()
+def check_splittable(class_counts: pd.Series, n_rows: int, test_size: float) -> None:
+    """Refuse splits that cannot hold every label on both sides (``class_counts``: per label)."""
     if len(class_counts) < 2:
         raise DataError(
             f"only the label {class_counts.index[0]!r} is left after dropping empty texts and "
@@ -77,16 +78,51 @@ def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[
             f"label(s) {sorted(too_small.index)} have fewer than 2 rows after deduplication; "
             "a stratified train/test split needs at least 2 per label"
         )
-    n_test = math.ceil(test_size * len(frame))  # as train_test_split computes it
-    if n_test < len(class_counts) or len(frame) - n_test < len(class_counts):
+    n_test = math.ceil(test_size * n_rows)  # as train_test_split computes it
+    if n_test < len(class_counts) or n_rows - n_test < len(class_counts):
         raise DataError(
-            f"{len(frame)} rows cannot be split with preprocess.test_size={test_size} so that "
+            f"{n_rows} rows cannot be split with preprocess.test_size={test_size} so that "
             f"train and test both hold each of the {len(class_counts)} labels"
         )
+
+
+def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    check_splittable(frame["label"].value_counts(), len(frame), test_size)
     train, test = train_test_split(
         frame, test_size=test_size, stratify=frame["label"], random_state=seed
     )
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def split_indices(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of the train and test sides, in the order ``train_test_split`` returns the
+    rows for these labels: it needs only the label column, not the rows."""
+    n_test = math.ceil(test_size * len(labels))
+    splitter = StratifiedShuffleSplit(test_size=n_test, train_size=len(labels) - n_test, random_state=seed)
+    return next(splitter.split(np.zeros((len(labels), 0)), labels))
+
+
+def build_report(rows_in: int, empty: int, dup_counts: dict[str, int], rows_out: int,
+                 class_counts: dict[str, dict[str, int]], text_length: dict, stopwords: set[str]) -> dict:
+    return {
+        "rows_in": rows_in,
+        "dropped": {"empty_after_cleaning": empty, **dup_counts},
+        "rows_out": rows_out,
+        "train_rows": sum(class_counts["train"].values()),
+        "test_rows": sum(class_counts["test"].values()),
+        "class_counts": class_counts,
+        "text_length": text_length,
+        "stopwords": {
+            "count": len(stopwords),
+            "md5": hashlib.md5("\n".join(sorted(stopwords)).encode()).hexdigest(),  # noqa: S324
+        },
+    }
+
+
+def distribution_rows(class_counts: dict[str, dict[str, int]]) -> list[dict]:
+    """Rows for the class-distribution bar plot: one per (stage, label)."""
+    return [{"stage": stage, "label": label, "count": count, "group": f"{stage}: {label}"}
+            for stage, counts in class_counts.items() for label, count in counts.items()]
 
 
 def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
@@ -104,26 +140,112 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
             "and preprocess.stopwords"
         )
     train, test = stratified_split(frame, config.test_size, config.seed)
-    report = {
-        "rows_in": len(raw),
-        "dropped": {"empty_after_cleaning": int(empty.sum()), **dup_counts},
-        "rows_out": len(frame),
-        "train_rows": len(train),
-        "test_rows": len(test),
-        "class_counts": {
-            "raw": _class_counts(raw["label"]),
-            "deduplicated": _class_counts(frame["label"]),
-            "train": _class_counts(train["label"]),
-            "test": _class_counts(test["label"]),
-        },
-        "text_length": length_percentiles(frame["text"]),
-        "stopwords": {
-            "count": len(stopwords),
-            "md5": hashlib.md5("\n".join(sorted(stopwords)).encode()).hexdigest(),  # noqa: S324
-        },
-    }
+    class_counts = {"raw": _class_counts(raw["label"]), "deduplicated": _class_counts(frame["label"]),
+                    "train": _class_counts(train["label"]), "test": _class_counts(test["label"])}
+    report = build_report(len(raw), int(empty.sum()), dup_counts, len(frame), class_counts,
+                          length_percentiles(frame["text"]), stopwords)
     log.info("%d rows in, %d kept (%s dropped), train %d / test %d", len(raw), len(frame),
              report["dropped"], len(train), len(test))
-    distribution = class_distribution_rows({"raw": raw["label"], "deduplicated": frame["label"],
-                                            "train": train["label"], "test": test["label"]})
-    return PreprocessResult(train=train, test=test, report=report, class_distribution=distribution)
+    return PreprocessResult(train=train, test=test, report=report,
+                            class_distribution=distribution_rows(class_counts))
+
+
+# ------------------------------------------------------------------ streaming (chunk_rows)
+def _clean_chunk(raw: pd.DataFrame, normalizer: TextNormalizer) -> dict:
+    """One chunk's share of pass one (runs in a worker process)."""
+    from sentiment_pipeline.streaming import text_keys
+
+    cleaned = clean_texts(raw["text"], normalizer)
+    empty = (cleaned == "").to_numpy()
+    frame = pd.DataFrame({"text": cleaned, "label": raw["label"], "raw": raw["text"]})[~empty]
+    return {"frame": frame, "rows": len(raw), "empty": int(empty.sum()), "raw_labels": raw["label"],
+            "raw_keys": text_keys(frame["raw"]), "text_keys": text_keys(frame["text"]),
+            "chars": frame["text"].str.len().to_numpy(np.int64),
+            "words": (frame["text"].str.count(" ") + 1).to_numpy(np.int64)}
+
+
+def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path, test_file: Path,
+                      scratch: Path | None = None) -> tuple[dict, list[dict]]:
+    """:func:`preprocess` for a raw file larger than memory, in chunks of ``preprocess.chunk_rows``:
+    the same train/test files (same rows, same order) and the same report.
+
+    Pass one cleans chunks in parallel (``preprocess.n_jobs`` processes), spools the cleaned rows
+    to disk and keeps per row a 128-bit key of its raw and of its cleaned text, its label code and
+    lengths. Deduplication and the stratified split then run on those arrays; pass two routes the
+    spooled rows to their place in train or test (see ``streaming.OrderedCsvWriter``).
+    """
+    from joblib import Parallel, delayed
+
+    from sentiment_pipeline.files import iter_csv
+    from sentiment_pipeline.streaming import (ArrowSpool, LabelCodes, OrderedCsvWriter, counts_by_label,
+                                              first_occurrence, groups_with_several_labels)
+
+    stopwords = build_stopwords(config.stopwords)
+    normalizer = TextNormalizer(config.cleaning, stopwords)
+    chunk_rows = config.chunk_rows
+    columns = ["text", "label", "raw"]
+    with tempfile.TemporaryDirectory(prefix="preprocess-", dir=scratch) as tmp:
+        spool = ArrowSpool(columns, Path(tmp))
+        codes, raw_codes = LabelCodes(), []
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw_keys", "text_keys", "chars", "words", "labels")}
+        rows_in = empty = 0
+        cleaner = Parallel(n_jobs=config.n_jobs, return_as="generator")
+        chunks = cleaner(delayed(_clean_chunk)(raw, normalizer) for raw in iter_csv(raw_file, chunk_rows))
+        with tqdm(desc="preprocess: clean", unit="row", leave=False, disable=None) as bar:
+            for part in chunks:
+                spool.append(part["frame"])
+                raw_codes.append(codes.encode(part["raw_labels"]))
+                parts["labels"].append(codes.encode(part["frame"]["label"]))
+                for key in ("raw_keys", "text_keys", "chars", "words"):
+                    parts[key].append(part[key])
+                rows_in, empty = rows_in + part["rows"], empty + part["empty"]
+                bar.update(part["rows"])
+        # one list at a time, so the per-chunk pieces and the whole array coexist only briefly
+        arrays = {k: np.concatenate(parts.pop(k)) if parts[k] else None for k in list(parts)}
+        if arrays["labels"] is None or not len(arrays["labels"]):
+            raise DataError(f"no text is left after cleaning all {rows_in} rows; check "
+                            "preprocess.cleaning and preprocess.stopwords")
+        labels = codes.sorted_labels()
+        label_codes = codes.to_sorted(arrays["labels"])
+
+        # Deduplicate as ``deduplicate`` does: raw text first, then cleaned text.
+        unique_raw = np.flatnonzero(first_occurrence(arrays["raw_keys"]))
+        text_keys = arrays["text_keys"][unique_raw]
+        conflicts = groups_with_several_labels(text_keys, label_codes[unique_raw])
+        kept = unique_raw[first_occurrence(text_keys)]
+        dup_counts = {"exact_duplicates": len(label_codes) - len(unique_raw),
+                      "normalised_duplicates": len(unique_raw) - len(kept),
+                      "duplicate_groups_with_conflicting_labels": conflicts}
+        kept_labels = label_codes[kept]
+        deduplicated = counts_by_label(kept_labels, labels)
+        check_splittable(pd.Series(deduplicated), len(kept), config.test_size)
+        # codes numbered in sorted label order stratify exactly as the label strings would
+        train_rows, test_rows = split_indices(kept_labels, config.test_size, config.seed)
+
+        # Where every spooled row goes: side (-1 dropped, 0 train, 1 test) and position there.
+        side = np.full(len(label_codes), -1, dtype=np.int8)
+        position = np.zeros(len(label_codes), dtype=np.int64)
+        for code, rows in ((0, train_rows), (1, test_rows)):
+            side[kept[rows]] = code
+            position[kept[rows]] = np.arange(len(rows))
+        writers = [OrderedCsvWriter(len(rows), chunk_rows, columns, Path(tmp)) for rows in (train_rows, test_rows)]
+        offset = 0
+        for frame in tqdm(spool.frames(), desc="preprocess: split", unit="chunk", leave=False, disable=None):
+            rows = slice(offset, offset + len(frame))
+            for code, writer in enumerate(writers):
+                on_side = side[rows] == code
+                writer.add(frame[on_side], position[rows][on_side])
+            offset += len(frame)
+        writers[0].write(train_file)
+        writers[1].write(test_file)
+
+    class_counts = {"raw": counts_by_label(codes.to_sorted(np.concatenate(raw_codes)), labels),
+                    "deduplicated": deduplicated,
+                    "train": counts_by_label(kept_labels[train_rows], labels),
+                    "test": counts_by_label(kept_labels[test_rows], labels)}
+    text_length = percentiles_of({"chars": pd.Series(arrays["chars"][kept]),
+                                  "words": pd.Series(arrays["words"][kept])})
+    report = build_report(rows_in, empty, dup_counts, len(kept), class_counts, text_length, stopwords)
+    log.info("%d rows in, %d kept (%s dropped), train %d / test %d", rows_in, len(kept),
+             report["dropped"], len(train_rows), len(test_rows))
+    return report, distribution_rows(class_counts)

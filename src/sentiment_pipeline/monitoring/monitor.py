@@ -46,26 +46,30 @@ class Reference:
     model_prior: np.ndarray          # its mean probabilities there: the class balance the
                                      # probabilities are calibrated to (uniform-ish for a
                                      # class-weighted model, the training prior for the SVM's)
-    test_oov_share: float            # unknown-token share of the test split
+    test_oov_share: float | None     # unknown-token share of the test split (None: hashed features)
     test_accuracy: float             # what evaluate measured
     test_estimated_accuracy: float   # the label-free estimate on the test split: the drop is
                                      # measured from it, so the estimator's own bias cancels
-    vocabulary: frozenset[str] = field(repr=False)  # the word vectorizer's unigrams
+    vocabulary: frozenset[str] | None = field(repr=False)  # the word vectorizer's unigrams
     tokenize: Callable[[str], list[str]] = field(repr=False)  # and its tokenizer
 
 
 def word_vectorizer(model):
-    """The word-level TfidfVectorizer inside the served model (alone or in a FeatureUnion)."""
-    from sklearn.pipeline import FeatureUnion
+    """The word-level vectorizer inside the served model (alone or in a FeatureUnion): a
+    TfidfVectorizer, or the HashingVectorizer of ``featurize.vectorizer: hashing``."""
+    from sentiment_pipeline.features import vectorizer_parts
 
     tfidf = model.named_steps["tfidf"] if hasattr(model, "named_steps") else model[0]
-    parts = [t for _, t in tfidf.transformer_list] if isinstance(tfidf, FeatureUnion) else [tfidf]
-    return next(p for p in parts if getattr(p, "analyzer", None) == "word")
+    return next(p for p in vectorizer_parts(tfidf) if getattr(p, "analyzer", None) == "word")
 
 
 def tokenizer_and_vocabulary(model) -> tuple:
+    """The word tokenizer and the unigrams the model knows (None for hashed features: every
+    token has a column, so out-of-vocabulary shares are not measured)."""
     vectorizer = word_vectorizer(model)
     tokenize = vectorizer.build_tokenizer()
+    if not hasattr(vectorizer, "vocabulary_"):
+        return tokenize, None
     unigrams = frozenset(term for term in vectorizer.vocabulary_ if " " not in term)
     return tokenize, unigrams
 
@@ -99,7 +103,7 @@ def load_reference(root: Path, predictor: Predictor) -> Reference:
                      test_confidence=test_predictions.confidence,
                      model_prior=model_prior,
                      test_estimated_accuracy=performance.estimate(adapted, test_predictions.label_index)["accuracy"],
-                     test_oov_share=drift.out_of_vocabulary_share(
+                     test_oov_share=None if vocabulary is None else drift.out_of_vocabulary_share(
                          test["text"].fillna("").astype(str), tokenize, vocabulary),
                      test_accuracy=float(accuracy), vocabulary=vocabulary, tokenize=tokenize)
 
@@ -191,7 +195,8 @@ def evaluate_window(window: pd.DataFrame, reference: Reference, predictor: Predi
     lengths = window["cleaned_length"].to_numpy(dtype=float)
     length = drift.distribution_drift(reference.train_lengths, lengths)
     empty_share = float(np.mean(lengths == 0))
-    oov = drift.out_of_vocabulary_share(cleaned, reference.tokenize, reference.vocabulary) if texts_logged else None
+    oov = (drift.out_of_vocabulary_share(cleaned, reference.tokenize, reference.vocabulary)
+           if texts_logged and reference.vocabulary is not None else None)
     # sorted: the log's row order depends on request timing; the seeded sample must not
     auc = (drift.domain_classifier_auc(reference.train_cleaned, sorted(cleaned), config.seed,
                                        config.domain_classifier_rows) if texts_logged else None)
@@ -227,7 +232,8 @@ def evaluate_window(window: pd.DataFrame, reference: Reference, predictor: Predi
                detail="KS statistic of cleaned text lengths vs the training split"),
         _check("empty_share", empty_share, config.max_empty_share, detail="texts that clean to nothing"),
         _check("oov_share_increase", None if oov is None else oov - reference.test_oov_share,
-               config.max_oov_share_increase, unavailable=no_text,
+               config.max_oov_share_increase,
+               unavailable=no_text or ("hashed features have no vocabulary" if reference.vocabulary is None else None),
                detail="unknown-token share over the test split's"),
         _check("domain_classifier_auc", auc, config.max_domain_auc, unavailable=no_text,
                detail="ROC-AUC telling production text from training text (0.5: indistinguishable)"),

@@ -2,7 +2,7 @@ import logging
 
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import load_params
-from sentiment_pipeline.data import check_counts, drop_dirty_rows, load_source, source_name
+from sentiment_pipeline.data import check_counts, drop_dirty_rows, load_source, source_name, stream_source
 from sentiment_pipeline.files import write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -11,6 +11,9 @@ log = logging.getLogger(__name__)
 def run(params_file=paths.PARAMS) -> None:
     params = load_params(params_file)
     config = params.download
+    if config.chunk_rows:  # data larger than memory: same file and report, in chunks
+        write_json(stream_source(config, params.train.cv_folds, paths.RAW_FILE), paths.DOWNLOAD_REPORT)
+        return
     frame = load_source(config)
     rows_in = len(frame)
     frame, dropped = drop_dirty_rows(frame)

@@ -1,13 +1,17 @@
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import load_params
-from sentiment_pipeline.features import featurize
+from sentiment_pipeline.features import featurize, featurize_stream
 from sentiment_pipeline.files import read_csv, write_joblib, write_json
 
 
 def run(params_file=paths.PARAMS) -> None:
     params = load_params(params_file)
-    train, test = read_csv(paths.TRAIN_FILE), read_csv(paths.TEST_FILE)
-    vectorizer, features, summary = featurize(train, test, params.featurize)
-    features.save(paths.FEATURES_DIR)
+    if params.featurize.chunk_rows:  # splits larger than memory: same outputs, in chunks
+        vectorizer, summary = featurize_stream(paths.TRAIN_FILE, paths.TEST_FILE, params.featurize,
+                                               paths.FEATURES_DIR)
+    else:
+        train, test = read_csv(paths.TRAIN_FILE), read_csv(paths.TEST_FILE)
+        vectorizer, features, summary = featurize(train, test, params.featurize)
+        features.save(paths.FEATURES_DIR)
     write_joblib(vectorizer, paths.VECTORIZER_FILE)
     write_json(summary, paths.FEATURES_REPORT)

@@ -2,6 +2,7 @@ import joblib
 
 from sentiment_pipeline import kernels, paths
 from sentiment_pipeline.config import FAMILY_GRIDS
+from sentiment_pipeline.features import n_features_out
 from sentiment_pipeline.files import atomic_path, file_md5, read_json, write_joblib, write_json
 from sentiment_pipeline.select import choose_family, cv_comparison_rows, final_model, fit_time_rows, model_card
 
@@ -13,7 +14,7 @@ def run() -> None:
     candidate = joblib.load(paths.candidate_dir(best["family"]) / "model.joblib")
     classes = read_json(paths.FEATURES_DIR / "classes.json")
     card = model_card(best, summaries, classes, file_md5(paths.TRAIN_FILE),
-                      n_features=len(vectorizer.get_feature_names_out()))
+                      n_features=n_features_out(vectorizer))
     with atomic_path(paths.FINAL_DIR) as out:
         out.mkdir()
         write_joblib(final_model(vectorizer, candidate), out / "model.joblib")

@@ -1,0 +1,272 @@
+"""Data larger than memory: download -> preprocess -> featurize streamed, at growing sizes.
+
+    python benchmarks/stream_bench.py                       # 100K, 1M, 10M synthetic reviews
+    python benchmarks/stream_bench.py --sizes 100000,1000000 --chunk-rows 50000
+
+For each size a seeded synthetic review file (sentiment_pipeline.benchmark.synthetic_review_chunks,
+with 3% exact and 2% case/mention duplicates mixed in, so deduplication has work) is written in
+chunks, then each stage's streaming function runs in a fresh process on the previous one's
+output, with the project's params plus ``chunk_rows`` on all three stages and
+``featurize.vectorizer: hashing``. Measured per (size, step): seconds of the step itself (after an
+untimed warm-up on 2,000 rows that imports everything and starts the worker processes), time per
+row, and the peak resident memory of the whole process tree (the stage process plus its joblib
+workers, sampled every 50 ms from /proc; shared pages counted once per process, so an upper
+bound). Optionally one LinearSVC fit on the largest feature set that fits the --fit-max-rows
+limit, to state the train stage's cost. Markdown to stdout, JSON to --output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger("stream_bench")
+app = typer.Typer(add_completion=False)
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = ("download", "preprocess", "featurize")
+WARMUP_ROWS = 2000
+
+
+# ----------------------------------------------------------------------------- data
+def write_source(path: Path, n_rows: int, seed: int) -> None:
+    """Synthetic reviews with duplicates: every 33rd row repeats an earlier one exactly, every
+    50th repeats one with upper case and a mention added (same text after cleaning)."""
+    import numpy as np
+
+    from sentiment_pipeline.benchmark import synthetic_review_chunks
+    from sentiment_pipeline.streaming import csv_lines
+
+    rng = np.random.default_rng(seed + 1)
+    header = True
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        for chunk in synthetic_review_chunks(n_rows, seed):
+            n = len(chunk)
+            exact = rng.random(n) < 1 / 33
+            variant = ~exact & (rng.random(n) < 1 / 50)
+            source = rng.integers(0, n, n)
+            texts = chunk["text"].to_numpy(object).copy()
+            labels = chunk["label"].to_numpy(object).copy()
+            texts[exact], labels[exact] = texts[source[exact]], labels[source[exact]]
+            texts[variant] = ["@someone " + t.upper() for t in texts[source[variant]]]
+            chunk = chunk.assign(text=texts, label=labels)
+            out.write(csv_lines(chunk, header))
+            header = False
+
+
+def stream_params(project_params: Path, workdir: Path, chunk_rows: int, n_jobs: int) -> Path:
+    import yaml
+
+    params = yaml.safe_load(project_params.read_text())
+    params["download"].update(source="file", path="source.csv", chunk_rows=chunk_rows, min_rows=10)
+    params["preprocess"].update(chunk_rows=chunk_rows, n_jobs=n_jobs)
+    params["featurize"].update(chunk_rows=chunk_rows, n_jobs=n_jobs, vectorizer="hashing")
+    target = workdir / "params.yaml"
+    target.write_text(yaml.safe_dump(params, sort_keys=False))
+    return target
+
+
+# ----------------------------------------------------------------------------- memory
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, in KiB (Linux /proc)."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    break
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run_sampled(args: list[str], cwd: Path, env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a child; return it with the peak RSS (MB) of its process tree."""
+    process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss_kb(process.pid))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    sampler.join()
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr), peak[0] / 1024
+
+
+# ----------------------------------------------------------------------------- one step
+def _step(step: str, workdir: Path, params_file: Path) -> None:
+    from sentiment_pipeline import paths
+    from sentiment_pipeline.config import load_params
+    from sentiment_pipeline.data import stream_source
+    from sentiment_pipeline.features import featurize_stream
+    from sentiment_pipeline.files import write_joblib
+    from sentiment_pipeline.preprocess import preprocess_stream
+
+    params = load_params(params_file)
+    if step == "download":
+        stream_source(params.download, params.train.cv_folds, workdir / paths.RAW_FILE)
+    elif step == "preprocess":
+        preprocess_stream(workdir / paths.RAW_FILE, params.preprocess, workdir / paths.TRAIN_FILE,
+                          workdir / paths.TEST_FILE)
+    elif step == "featurize":
+        vectorizer, _ = featurize_stream(workdir / paths.TRAIN_FILE, workdir / paths.TEST_FILE,
+                                         params.featurize, workdir / paths.FEATURES_DIR)
+        write_joblib(vectorizer, workdir / paths.VECTORIZER_FILE)
+    else:
+        raise typer.BadParameter(f"unknown step {step!r}")
+
+
+def _warm_up(step: str, workdir: Path, params_file: Path) -> float:
+    """The step on the first rows of its input in a scratch directory: imports, worker start-up."""
+    from sentiment_pipeline import paths
+
+    started = time.perf_counter()
+    scratch = workdir / "warmup"
+    scratch.mkdir(exist_ok=True)
+    sources = {"download": ("source.csv", "source.csv"), "preprocess": (paths.RAW_FILE, paths.RAW_FILE),
+               "featurize": (paths.TRAIN_FILE, paths.TRAIN_FILE)}
+    inputs = [sources[step]] + ([(paths.TEST_FILE, paths.TEST_FILE)] if step == "featurize" else [])
+    for source, target in inputs:
+        (scratch / target).parent.mkdir(parents=True, exist_ok=True)
+        with open(workdir / source, encoding="utf-8") as src, open(scratch / target, "w", encoding="utf-8") as dst:
+            for _, line in zip(range(WARMUP_ROWS + 1), src):
+                dst.write(line)
+    os.chdir(scratch)
+    try:
+        _step(step, scratch, workdir / "params.yaml")
+    finally:
+        os.chdir(workdir)
+    return time.perf_counter() - started
+
+
+@app.command("child", hidden=True)
+def child(step: str = typer.Option(...), workdir: Path = typer.Option(...)) -> None:
+    import resource
+
+    os.chdir(workdir)
+    warmup = _warm_up(step, workdir, workdir / "params.yaml")
+    started = time.perf_counter()
+    _step(step, workdir, workdir / "params.yaml")
+    seconds = time.perf_counter() - started
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    typer.echo(json.dumps({"seconds": seconds, "warmup_seconds": warmup, "stage_process_peak_rss_mb": own_peak}))
+
+
+@app.command("fit-child", hidden=True)
+def fit_child(workdir: Path = typer.Option(...), C: float = typer.Option(0.2)) -> None:
+    """One LinearSVC fit on the streamed training features (what each CV fit of train@linear_svm
+    does, times its calibration folds)."""
+    from sklearn.svm import LinearSVC
+
+    from sentiment_pipeline.features import FeatureSet
+
+    started = time.perf_counter()
+    features = FeatureSet.load(workdir / "data/features")
+    loaded = time.perf_counter() - started
+    started = time.perf_counter()
+    LinearSVC(C=C, class_weight="balanced", random_state=0).fit(features.X_train, features.y_train)
+    typer.echo(json.dumps({"load_seconds": loaded, "seconds": time.perf_counter() - started,
+                           "rows": features.X_train.shape[0], "nnz": int(features.X_train.nnz)}))
+
+
+# ----------------------------------------------------------------------------- driver
+def _machine() -> str:
+    from sentiment_pipeline.benchmark import machine_info
+
+    m = machine_info()
+    return f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}"
+
+
+def render(report: dict) -> str:
+    lines = ["## Streaming download -> preprocess -> featurize (hashing) on synthetic reviews",
+             report["machine"], f"chunk_rows {report['chunk_rows']}, n_jobs {report['n_jobs']}",
+             "", "| rows | step | seconds | µs/row | µs/row vs smallest | peak RSS MB (tree) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in report["rows"]:
+        lines.append(f"| {r['size']:,} | {r['step']} | {r['seconds']:.1f} | {r['us_per_row']:.1f} | "
+                     f"{r['vs_smallest']:.2f}x | {r['peak_rss_mb']:,.0f} |")
+    for size, total in report["totals"].items():
+        lines.append(f"\nAll three steps at {int(size):,} rows: {total['seconds']:.1f} s, "
+                     f"{total['us_per_row']:.1f} µs/row ({total['vs_smallest']:.2f}x the smallest size), "
+                     f"peak RSS {total['peak_rss_mb']:,.0f} MB")
+    for fit in report.get("fits", []):
+        lines.append(f"\nOne LinearSVC fit (C=0.2, balanced) on {fit['rows']:,} streamed training rows "
+                     f"({fit['nnz']:,} non-zeros): {fit['seconds']:.1f} s, load {fit['load_seconds']:.1f} s, "
+                     f"peak RSS {fit['peak_rss_mb']:,.0f} MB")
+    return "\n".join(lines) + "\n"
+
+
+@app.command("run")
+def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = typer.Option(100_000),
+        n_jobs: int = typer.Option(-1), seed: int = typer.Option(0),
+        fit_max_rows: int = typer.Option(1_000_000, help="LinearSVC fit on the largest size up to this"),
+        output: Path = typer.Option(Path(tempfile.gettempdir()) / "stream-benchmark.json"),
+        workdir: Path = typer.Option(None)) -> None:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    counts = sorted(int(float(s)) for s in sizes.split(","))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    rows, fits = [], []
+    base = Path(tempfile.mkdtemp(prefix="stream-bench-", dir=workdir))
+    for size in counts:
+        step_dir = base / f"rows-{size}"
+        step_dir.mkdir()
+        log.info("%d rows: writing the source file", size)
+        write_source(step_dir / "source.csv", size, seed)
+        stream_params(ROOT / "params.yaml", step_dir, chunk_rows, n_jobs)
+        for step in STEPS:
+            log.info("%d rows: %s", size, step)
+            result, peak = run_sampled([sys.executable, __file__, "child", "--step", step, "--workdir", str(step_dir)],
+                                       step_dir, env)
+            if result.returncode:
+                raise SystemExit(f"{step} on {size} rows failed:\n{result.stderr[-3000:]}")
+            record = json.loads(result.stdout.strip().splitlines()[-1])
+            record.update(size=size, step=step, peak_rss_mb=peak, us_per_row=record["seconds"] / size * 1e6)
+            rows.append(record)
+            log.info("  %.1f s, %.1f µs/row, peak RSS %.0f MB", record["seconds"], record["us_per_row"], peak)
+        if size <= fit_max_rows and size == max(s for s in counts if s <= fit_max_rows):
+            log.info("%d rows: one LinearSVC fit", size)
+            result, peak = run_sampled([sys.executable, __file__, "fit-child", "--workdir", str(step_dir)], step_dir, env)
+            if result.returncode == 0:
+                fits.append({**json.loads(result.stdout.strip().splitlines()[-1]), "size": size, "peak_rss_mb": peak})
+        subprocess.run(["rm", "-rf", str(step_dir)], check=False)
+    smallest = {}
+    for r in rows:
+        smallest.setdefault(r["step"], r["us_per_row"])
+        r["vs_smallest"] = r["us_per_row"] / smallest[r["step"]]
+    totals: dict = {}
+    for size in counts:
+        mine = [r for r in rows if r["size"] == size]
+        totals[size] = {"seconds": sum(r["seconds"] for r in mine), "peak_rss_mb": max(r["peak_rss_mb"] for r in mine)}
+        totals[size]["us_per_row"] = totals[size]["seconds"] / size * 1e6
+    for size in counts:
+        totals[size]["vs_smallest"] = totals[size]["us_per_row"] / totals[counts[0]]["us_per_row"]
+    report = {"machine": _machine(), "chunk_rows": chunk_rows, "n_jobs": n_jobs, "rows": rows,
+              "totals": totals, "fits": fits}
+    output.write_text(json.dumps(report, indent=2))
+    base.rmdir() if not any(base.iterdir()) else None
+    typer.echo(render(report))
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if not argv or argv[0] not in {"run", "child", "fit-child"}:
+        argv = ["run", *argv]
+    app(args=argv, prog_name="stream_bench.py")
