@@ -47,14 +47,14 @@ def test_first_run_without_base_metrics():
     md = render(inputs(base=Snapshot(), metrics_diff_md="| a |\n|--|\n| x |")).markdown
     assert "has no metrics yet" in md
     assert "| test macro-F1 | — | 0.7400 | new |" in md
-    assert "| **logreg** ✓ | — | 0.7200 | 0.0100 | new | 3 |" in md
+    assert "| **logreg** ✓ | — | 0.7200 | 0.0100 | new | fixed | 3 |" in md
 
 
 def test_added_and_removed_families_and_metrics():
     current = snapshot(cv={"logreg": 0.72, "xgboost": 0.69})
     md = render(inputs(current=current, metrics_diff_md="| m |\n|--|\n| x |")).markdown
-    assert "| xgboost | — | 0.6900 | 0.0100 | new | 3 |" in md
-    assert "| naive_bayes | 0.7000 | — | — | removed | — |" in md
+    assert "| xgboost | — | 0.6900 | 0.0100 | new | fixed | 3 |" in md
+    assert "| naive_bayes | 0.7000 | — | — | removed | — | — |" in md
 
 
 def test_nothing_changed_says_so():
@@ -118,8 +118,8 @@ def test_cv_table_shows_the_measured_search_time():
     current = snapshot()
     current.timing = {"logreg": {"mean_fit_seconds": 0.347, "search_seconds": 2.61}}
     md = render(inputs(current=current)).markdown
-    assert "| **logreg** ✓ | 0.7200 | 0.7200 | 0.0100 | = 0.0000 | 3 | 0.35 | 2.6 |" in md
-    assert "| naive_bayes | 0.7000 | 0.7000 | 0.0100 | = 0.0000 | 3 | — | — |" in md
+    assert "| **logreg** ✓ | 0.7200 | 0.7200 | 0.0100 | = 0.0000 | fixed | 3 | 0.35 | 2.6 |" in md
+    assert "| naive_bayes | 0.7000 | 0.7000 | 0.0100 | = 0.0000 | fixed | 3 | — | — |" in md
 
 
 def test_metrics_that_moved_less_than_the_tolerance_are_left_out():
@@ -258,3 +258,11 @@ def test_mermaid_bar_chart_rejects_bad_input_naming_the_argument(args, kwargs, m
         mermaid_bar_chart(*args, "F1", **kwargs)
     with pytest.raises(ValueError, match="values: need at least one"):
         y_axis_range([])
+
+
+def test_cv_table_names_the_resampling_strategy_that_won():
+    current = snapshot(cv={"logreg": 0.72})
+    current.cv["logreg"].update(best_params={"C": 1.0, "resampling": "smote"},
+                                resampling_cv_f1_macro={"class_weight": 0.7150, "smote": 0.7200})
+    md = render(inputs(current=current)).markdown
+    assert "| **smote** 0.7200 / class_weight 0.7150 | 3 |" in md

@@ -135,3 +135,38 @@ def test_calibration_folds_are_checked_against_the_smallest_class(features):
     with pytest.raises(ConfigError, match=r"calibration_folds=20 .* train.cv_folds=2"):
         grid_search("linear_svm", {"clf__calibration_folds": [3, 20]}, features.X_train,
                     features.y_train, TrainConfig(cv_folds=2, n_jobs=1), ResamplingConfig(strategy="none"))
+
+
+def test_resampling_as_a_grid_dimension_compares_strategies_on_the_same_folds(features):
+    """``resampling: [class_weight, smote]`` in a family's grid: each strategy searched on the
+    same folds as a search with that strategy alone, the best CV mean wins and is reported."""
+    grid = {"clf__alpha": [0.3, 1.0]}
+    resampling = ResamplingConfig(strategy="none", k_neighbors=3)
+    alone = {s: grid_search("naive_bayes", grid, features.X_train, features.y_train, TRAIN,
+                            ResamplingConfig(strategy=s, k_neighbors=3)) for s in ("class_weight", "smote")}
+    both = grid_search("naive_bayes", grid, features.X_train, features.y_train, TRAIN, resampling,
+                       strategies=["class_weight", "smote"])
+    scores = {s: r.summary["cv_f1_macro_mean"] for s, r in alone.items()}
+    assert both.summary["resampling_cv_f1_macro"] == scores
+    winner = max(scores, key=lambda s: (scores[s], s == "class_weight"))
+    assert both.best_params["resampling"] == winner
+    assert both.summary["cv_f1_macro_mean"] == scores[winner]
+    assert both.summary["n_candidates"] == 4 and len(both.cv_table) == 4
+    assert sorted(both.cv_table["resampling"]) == ["class_weight"] * 2 + ["smote"] * 2
+    assert both.cv_table["rank"].iloc[0] == 1
+    assert both.cv_table["mean_f1_macro"].iloc[0] == both.summary["cv_f1_macro_mean"]
+    assert both.timing["fits"] == 2 * (2 * 3 + 1)
+    # the winning strategy's own model: SMOTE in its pipeline exactly when it won
+    has_smote = both.best_estimator.named_steps["resample"] != "passthrough"
+    assert has_smote == (winner == "smote")
+    expected = alone[winner].best_estimator.predict_proba(features.X_test)
+    np.testing.assert_array_equal(both.best_estimator.predict_proba(features.X_test), expected)
+
+
+def test_a_resampling_grid_entry_is_not_a_classifier_parameter():
+    from sentiment_pipeline.config import NaiveBayesGrid
+
+    grid = NaiveBayesGrid(alpha=[1.0], resampling=["class_weight", "smote"])
+    assert "clf__resampling" not in grid.as_param_grid() and grid.resampling == ["class_weight", "smote"]
+    with pytest.raises(ValueError, match="resampling"):
+        NaiveBayesGrid(resampling=["oversample"])

@@ -193,11 +193,17 @@ class _Grid(_Section):
     """
 
     select_k: list[Annotated[int, Field(ge=1)] | None] = Field([None], min_length=1)
+    # Resampling strategies to compare by CV (each with every other combination); null uses
+    # the one of featurize.resampling.strategy. SMOTE runs inside the training folds only.
+    resampling: list[Literal["class_weight", "smote", "none"]] | None = Field(None, min_length=1)
 
     def as_param_grid(self) -> dict[str, list]:
-        """The grid in the step__param form of the family's imbalanced-learn Pipeline."""
+        """The grid in the step__param form of the family's imbalanced-learn Pipeline (the
+        resampling strategies are searched apart: see ``train.grid_search``)."""
         grid: dict[str, list] = {}
         for name, values in self:
+            if name == "resampling":
+                continue
             if name == "select_k":
                 grid["select__k"] = ["all" if k is None else k for k in values]
             else:

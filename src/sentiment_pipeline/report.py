@@ -255,8 +255,8 @@ def _cv_section(inputs: ReportInputs) -> list[str]:
     if not families:
         return ["_No cross-validation results._"]
     selected = _family(inputs.current)
-    lines = ["| family | CV macro-F1 base | CV macro-F1 now | ± std | Δ | candidates | s per fit | search s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| family | CV macro-F1 base | CV macro-F1 now | ± std | Δ | resampling (CV) | candidates | s per fit | search s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for family in families:
         new, old = inputs.current.cv.get(family), inputs.base.cv.get(family)
         new_mean = None if new is None else new["cv_f1_macro_mean"]
@@ -267,10 +267,24 @@ def _cv_section(inputs: ReportInputs) -> list[str]:
         timing = inputs.current.timing.get(family, {})
         per_fit, search = timing.get("mean_fit_seconds"), timing.get("search_seconds")
         lines.append(f"| {name} | {_fmt(old_mean)} | {_fmt(new_mean)} | {std} | "
-                     f"{_delta(new_mean, old_mean)} | {count} | "
+                     f"{_delta(new_mean, old_mean)} | {_resampling_cell(new)} | {count} | "
                      f"{'—' if per_fit is None else f'{per_fit:.2f}'} | "
                      f"{'—' if search is None else f'{search:.1f}'} |")
     return lines
+
+
+def _resampling_cell(summary: dict | None) -> str:
+    """The resampling the family's best candidate uses; when it was a grid dimension, every
+    strategy's best CV score, the winner first and in bold."""
+    if summary is None:
+        return "—"
+    scores = summary.get("resampling_cv_f1_macro")
+    chosen = summary.get("best_params", {}).get("resampling")
+    if not scores:
+        return "fixed"
+    ranked = sorted(scores.items(), key=lambda item: item[0] != chosen)
+    return " / ".join(f"**{name}** {score:.4f}" if name == chosen else f"{name} {score:.4f}"
+                      for name, score in ranked)
 
 
 # ------------------------------------------------------------------ charts

@@ -179,10 +179,56 @@ def grid_search(
     y: np.ndarray,
     config: TrainConfig,
     resampling: ResamplingConfig,
+    strategies: list[str] | None = None,
 ) -> SearchResult:
     """Stratified K-fold grid search of ``family`` over ``grid`` (``step__param`` keys),
     scored by macro-F1, with resampling inside each training fold. Refits the best candidate
-    on all of X."""
+    on all of X.
+
+    ``strategies`` (the family's ``resampling`` grid entry) makes the resampling strategy a
+    grid dimension: one search per strategy on the same folds, the best mean CV score wins
+    (ties: the strategy listed first). Searched apart because class weights are a fit
+    parameter of every candidate, while SMOTE changes the rows the classifier sees."""
+    strategies = list(strategies or [resampling.strategy])
+    searches = [_search_one(family, grid, X, y, config,
+                            ResamplingConfig(strategy=s, k_neighbors=resampling.k_neighbors))
+                for s in strategies]
+    winner = max(range(len(searches)), key=lambda i: (searches[i][0].best_score_, -i))
+    search, timing = searches[winner]
+    best_params = {_config_name(k): _config_value(v) for k, v in search.best_params_.items()}
+    tables = [_cv_table(s, list(grid)) for s, _ in searches]
+    if len(strategies) > 1:
+        best_params["resampling"] = strategies[winner]
+        table = pd.concat([t.assign(resampling=strategy) for t, strategy in zip(tables, strategies)],
+                          ignore_index=True)
+        # ranked as GridSearchCV ranks: ties share the smaller rank
+        table["rank"] = table["mean_f1_macro"].rank(method="min", ascending=False).astype(int)
+        table = table.sort_values(["rank"], kind="stable").reset_index(drop=True)
+        timing = {key: round(sum(t[key] for _, t in searches), 3) for key in ("search_seconds", "fits")}
+        timing["mean_fit_seconds"] = round(float(np.mean([t["mean_fit_seconds"] for _, t in searches])), 3)
+        timing.update(best_fit_seconds=searches[winner][1]["best_fit_seconds"],
+                      refit_seconds=searches[winner][1]["refit_seconds"])
+    else:
+        table = tables[0]
+    n_candidates = int(np.prod([len(v) for v in grid.values()])) * len(strategies)
+    summary = {
+        "family": family,
+        "cv_f1_macro_mean": float(search.best_score_),
+        "cv_f1_macro_std": float(search.cv_results_["std_test_score"][search.best_index_]),
+        "n_candidates": n_candidates,
+        "cv_folds": config.cv_folds,
+        "best_params": best_params,
+    }
+    if len(strategies) > 1:
+        summary["resampling_cv_f1_macro"] = {s: float(found.best_score_) for s, (found, _) in zip(strategies, searches)}
+    log.info("%s: best CV macro-F1 %.4f +/- %.4f with %s", family, summary["cv_f1_macro_mean"],
+             summary["cv_f1_macro_std"], best_params)
+    return SearchResult(family, search.best_estimator_, best_params, table, summary, timing)
+
+
+def _search_one(family: str, grid: dict[str, list], X: sp.csr_matrix, y: np.ndarray, config: TrainConfig,
+                resampling: ResamplingConfig) -> tuple[GridSearchCV, dict]:
+    """One GridSearchCV with one resampling strategy; the fitted search and its timing."""
     _check_folds(y, config.cv_folds, resampling)
     _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
     fit_params = {}
@@ -190,7 +236,7 @@ def grid_search(
         # Every family accepts sample weights; GridSearchCV slices them per fold.
         fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
     n_candidates = int(np.prod([len(v) for v in grid.values()]))
-    log.info("%s: %d candidates x %d folds", family, n_candidates, config.cv_folds)
+    log.info("%s (%s): %d candidates x %d folds", family, resampling.strategy, n_candidates, config.cv_folds)
     # With SMOTE, Memory caches each fold's resampled matrix, so SMOTE runs once per fold and
     # filter setting, not per candidate; without it, hashing the matrix would cost more than it saves.
     with tempfile.TemporaryDirectory(prefix="sentiment-cv-cache-") as cache:
@@ -198,8 +244,8 @@ def grid_search(
         pipeline = build_pipeline(family, resampling, config.seed, memory=memory)
         # candidates x folds done, elapsed, ETA; shown on a terminal only (tqdm's disable=None)
         on_dask = config.backend == "dask"
-        bar = tqdm(total=n_candidates * config.cv_folds, desc=f"{family} CV fits", unit="fit",
-                   disable=True if on_dask else None, leave=False)
+        bar = tqdm(total=n_candidates * config.cv_folds, desc=f"{family} CV fits ({resampling.strategy})",
+                   unit="fit", disable=True if on_dask else None, leave=False)
         search = GridSearchCV(
             pipeline,
             param_grid=grid,
@@ -220,17 +266,5 @@ def grid_search(
             "refit_seconds": round(float(search.refit_time_), 3),
             "fits": n_candidates * config.cv_folds + 1,
         }
-        best = search.best_estimator_
-        best.set_params(memory=None)
-    best_params = {_config_name(k): _config_value(v) for k, v in search.best_params_.items()}
-    summary = {
-        "family": family,
-        "cv_f1_macro_mean": float(search.best_score_),
-        "cv_f1_macro_std": float(search.cv_results_["std_test_score"][search.best_index_]),
-        "n_candidates": n_candidates,
-        "cv_folds": config.cv_folds,
-        "best_params": best_params,
-    }
-    log.info("%s: best CV macro-F1 %.4f +/- %.4f with %s", family, summary["cv_f1_macro_mean"],
-             summary["cv_f1_macro_std"], best_params)
-    return SearchResult(family, best, best_params, _cv_table(search, list(grid)), summary, timing)
+        search.best_estimator_.set_params(memory=None)
+    return search, timing

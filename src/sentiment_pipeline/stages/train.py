@@ -10,7 +10,8 @@ def run(family: str, params_file=paths.PARAMS) -> None:
     grid = params.train.families.grid(family)
     features = FeatureSet.load(paths.FEATURES_DIR)
     result = grid_search(family, grid.as_param_grid(), features.X_train,
-                         features.y_train, params.train, params.featurize.resampling)
+                         features.y_train, params.train, params.featurize.resampling,
+                         strategies=grid.resampling)
     with atomic_path(paths.candidate_dir(family)) as out:
         out.mkdir()
         write_joblib(result.best_estimator, out / "model.joblib")
