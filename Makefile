@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test report bench bench-serve bench-monitor bench-dask bench-stream clean
+.PHONY: help install stopwords repro test report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -73,6 +73,9 @@ bench-dask: repro  ## Every family's grid search on local threads and on a 2-wor
 # STREAM_BENCH_ARGS passes options through, e.g. "--sizes 100000,1000000" (the default goes to 10M rows).
 bench-stream: install  ## download -> preprocess -> featurize streamed on 100K, 1M, 10M synthetic reviews: time/row, peak RSS
 	$(BIN)/python benchmarks/stream_bench.py $(STREAM_BENCH_ARGS)
+
+bench-datasets: install  ## The pipeline on two more public sentiment datasets fetched with npm and pip
+	$(BIN)/python benchmarks/datasets.py $(DATASETS_ARGS)
 
 clean:  ## Remove the virtual environments
 	rm -rf $(VENV) .tools

@@ -57,7 +57,7 @@ def test_first_occurrence_and_conflicts_match_pandas():
 
 def test_keys_are_fixed_values():
     # the same text gets the same key in every process and on every machine (fixed SipHash keys)
-    assert text_keys(pd.Series(["great flight"])).tolist() == text_keys(pd.Series(["great flight"])).tolist()
+    assert text_keys(pd.Series(["great flight"])).tolist() == [[17010008823376969062, 8322534247776037011]]
     assert text_keys(pd.Series(["a"]))[0, 0] != text_keys(pd.Series(["b"]))[0, 0]
 
 
@@ -70,6 +70,7 @@ def test_csr_npz_writer_round_trips(tmp_path):
     writer.write(tmp_path / "x.npz")
     Y = sp.load_npz(tmp_path / "x.npz")
     assert Y.shape == X.shape and (Y != X).nnz == 0
+    assert Y.indices.dtype == Y.indptr.dtype == np.int32 and Y.data.dtype == np.float64
     np.testing.assert_array_equal(Y.indptr, X.indptr)
     empty = CsrNpzWriter(5, tmp_path)
     empty.write(tmp_path / "e.npz")
@@ -85,6 +86,18 @@ def test_ordered_writer_emits_rows_by_position(tmp_path):
     writer.write(tmp_path / "out.csv")
     expected = frame.iloc[np.argsort(positions)].reset_index(drop=True)
     pd.testing.assert_frame_equal(read_csv(tmp_path / "out.csv"), expected)
+
+
+def test_ordered_writer_keeps_no_file_open(tmp_path):
+    """Thousands of buckets must not mean thousands of open files (the limit is often 1024)."""
+    import os
+
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(3000)], "label": "x"})
+    writer = OrderedCsvWriter(3000, 1, ["text", "label"], tmp_path)  # 3,000 buckets
+    before = len(os.listdir("/proc/self/fd"))
+    writer.add(frame, np.random.default_rng(2).permutation(3000))
+    assert len(os.listdir("/proc/self/fd")) <= before
+    assert writer.write(tmp_path / "out.csv") == 3000
 
 
 # ------------------------------------------------------------------ download
@@ -112,6 +125,25 @@ def test_streamed_download_names_the_bad_row_of_the_whole_file(tmp_path, messy_r
     with pytest.raises(DataError, match=r"bad.csv: column 'label' holds label\(s\) \['angry'\] in data row\(s\) 58;"):
         stream_source(config, 5, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_streamed_download_reports_like_the_in_memory_path(tmp_path):
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    with pytest.raises(DataError, match="no rows \\(the file has a header but no data\\)"):
+        stream_source(DownloadConfig(source="file", path=header_only, chunk_rows=5), 5, tmp_path / "out.csv")
+    tied = tmp_path / "tied.csv"
+    _to_csv(pd.DataFrame({"text": list("abcdef"), "label": list("zzaamm")}), tied)
+    message = "'z' has 2 rows, 'a' has 2 rows, 'm' has 2 rows"  # value_counts' order: ties by first row
+    for chunk_rows in (None, 2):
+        with pytest.raises(DataError, match=message):
+            config = DownloadConfig(source="file", path=tied, chunk_rows=chunk_rows, min_rows=1)
+            if chunk_rows:
+                stream_source(config, 5, tmp_path / "out.csv")
+            else:
+                from sentiment_pipeline.data import check_counts
+
+                check_counts(drop_dirty_rows(load_source(config))[0], str(tied), 1, 5)
 
 
 def test_streamed_download_checks_counts_before_writing(tmp_path, messy_raw):
@@ -209,6 +241,37 @@ def test_streamed_tfidf_fits_the_same_vocabulary_and_idf(tmp_path, split_files, 
     assert np.array_equal(streamed.X_train.indices, train.indices)
     np.testing.assert_allclose(streamed.X_train.data, train.data, rtol=1e-14, atol=0)
     np.testing.assert_array_equal(streamed.y_train, memory.y_train)
+
+
+def test_streamed_tfidf_is_fitted_like_the_in_memory_vectorizer(tmp_path, split_files):
+    """A chunk without any n-gram of the range (single words, bigrams only) counts nothing; the
+    saved vectorizer has the in-memory one's params, so cloning and refitting relearns."""
+    from sklearn.base import clone
+
+    train = pd.concat([pd.DataFrame({"text": ["great", "bad", "ok", "meh"], "label": "neutral"}),
+                       read_csv(split_files[0])], ignore_index=True)
+    train_file = tmp_path / "train.csv"
+    write_csv(train, train_file)
+    config = FeaturizeConfig(word_ngram_range=(2, 2), min_df=1)
+    vectorizer, memory, _ = featurize(train, read_csv(split_files[1]), config)
+    streamed, _ = featurize_stream(train_file, split_files[1], config.model_copy(update={"chunk_rows": 4, "n_jobs": 1}),
+                                   tmp_path / "features")
+    assert streamed.vocabulary_ == vectorizer.vocabulary_ and streamed.get_params() == vectorizer.get_params()
+    assert streamed.fixed_vocabulary_ is False
+    refitted = clone(streamed).fit(["good flight", "bad flight"])
+    assert sorted(refitted.vocabulary_) == ["bad flight", "good flight"]
+
+
+def test_a_failure_in_pass_two_leaves_no_features(tmp_path, split_files):
+    test = read_csv(split_files[1])
+    test.loc[3, "label"] = "sarcastic"
+    test_file = tmp_path / "test.csv"
+    write_csv(test, test_file)
+    config = FeaturizeConfig(vectorizer="hashing", hashing_features=1024, chunk_rows=40, n_jobs=1)
+    with pytest.raises(ConfigError, match=r"test split holds label\(s\) \['sarcastic'\]"):
+        featurize_stream(split_files[0], test_file, config, tmp_path / "features")
+    assert not (tmp_path / "features").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left behind
 
 
 def test_streamed_tfidf_reports_an_impossible_min_df(tmp_path, split_files):

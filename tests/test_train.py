@@ -2,6 +2,7 @@ import io
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
@@ -153,14 +154,25 @@ def test_resampling_as_a_grid_dimension_compares_strategies_on_the_same_folds(fe
     assert both.summary["cv_f1_macro_mean"] == scores[winner]
     assert both.summary["n_candidates"] == 4 and len(both.cv_table) == 4
     assert sorted(both.cv_table["resampling"]) == ["class_weight"] * 2 + ["smote"] * 2
-    assert both.cv_table["rank"].iloc[0] == 1
-    assert both.cv_table["mean_f1_macro"].iloc[0] == both.summary["cv_f1_macro_mean"]
+    # ranks over both strategies' candidates, as GridSearchCV ranks (ties share the smaller rank)
+    means = pd.concat([alone[s].cv_table["mean_f1_macro"] for s in ("class_weight", "smote")])
+    expected_ranks = sorted(means.rank(method="min", ascending=False).astype(int))
+    assert both.cv_table["rank"].tolist() == expected_ranks
+    assert both.cv_table["mean_f1_macro"].tolist() == sorted(means, reverse=True)
     assert both.timing["fits"] == 2 * (2 * 3 + 1)
     # the winning strategy's own model: SMOTE in its pipeline exactly when it won
     has_smote = both.best_estimator.named_steps["resample"] != "passthrough"
     assert has_smote == (winner == "smote")
     expected = alone[winner].best_estimator.predict_proba(features.X_test)
     np.testing.assert_array_equal(both.best_estimator.predict_proba(features.X_test), expected)
+
+
+def test_a_single_listed_strategy_is_reported_too(features):
+    result = grid_search("naive_bayes", {"clf__alpha": [1.0]}, features.X_train, features.y_train, TRAIN,
+                         ResamplingConfig(strategy="class_weight", k_neighbors=3), strategies=["smote"])
+    assert result.best_params["resampling"] == "smote"
+    assert list(result.summary["resampling_cv_f1_macro"]) == ["smote"]
+    assert result.best_estimator.named_steps["resample"] != "passthrough"
 
 
 def test_a_resampling_grid_entry_is_not_a_classifier_parameter():
@@ -170,3 +182,5 @@ def test_a_resampling_grid_entry_is_not_a_classifier_parameter():
     assert "clf__resampling" not in grid.as_param_grid() and grid.resampling == ["class_weight", "smote"]
     with pytest.raises(ValueError, match="resampling"):
         NaiveBayesGrid(resampling=["oversample"])
+    with pytest.raises(ValueError, match="must be distinct"):
+        NaiveBayesGrid(resampling=["smote", "smote"])

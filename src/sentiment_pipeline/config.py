@@ -171,7 +171,7 @@ class FeaturizeConfig(_Section):
     # hashing: n-grams hashed into hashing_features columns, no vocabulary held in memory
     # (min_df, max_df and max_features do not apply), IDF from the training split all the same.
     vectorizer: Literal["tfidf", "hashing"] = "tfidf"
-    hashing_features: Annotated[int, Field(ge=16)] = 1 << 20
+    hashing_features: Annotated[int, Field(ge=16, le=2**31 - 2)] = 1 << 20  # scikit-learn's limit
     chunk_rows: ChunkRows = None
     n_jobs: NJobs = -1  # processes vectorizing chunks in parallel when streaming
     resampling: ResamplingConfig = ResamplingConfig()
@@ -196,6 +196,13 @@ class _Grid(_Section):
     # Resampling strategies to compare by CV (each with every other combination); null uses
     # the one of featurize.resampling.strategy. SMOTE runs inside the training folds only.
     resampling: list[Literal["class_weight", "smote", "none"]] | None = Field(None, min_length=1)
+
+    @field_validator("resampling")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"resampling strategies must be distinct, got {value}")
+        return value
 
     def as_param_grid(self) -> dict[str, list]:
         """The grid in the step__param form of the family's imbalanced-learn Pipeline (the

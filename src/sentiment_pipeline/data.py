@@ -99,7 +99,8 @@ def parse_table(path: Path, fmt: str, compression: str | None, encoding: str, na
 def iter_table(path: Path, fmt: str, compression: str | None, encoding: str, name: str,
                chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The file in chunks of ``chunk_rows`` rows, each indexed by its 0-based data-row number,
-    parsed as :func:`parse_table` parses the whole file (same dtypes, same errors)."""
+    parsed as :func:`parse_table` parses the whole file (same dtypes and parse errors; a
+    validation error then names the offending rows of the first chunk that has any)."""
     first_row = 0
     with _read_errors(path, fmt, compression, encoding, name):
         if fmt in ("csv", "tsv"):
@@ -111,12 +112,23 @@ def iter_table(path: Path, fmt: str, compression: str | None, encoding: str, nam
         else:
             import pyarrow.parquet as pq
 
-            chunks = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(chunk_rows))
+            parquet = pq.ParquetFile(path)
+            chunks = closing_iterator((b.to_pandas() for b in parquet.iter_batches(chunk_rows)), parquet.close)
         with chunks if hasattr(chunks, "__enter__") else nullcontext(chunks) as reader:
             for chunk in reader:
+                if not len(chunk):  # a header-only file: no rows, as parse_table reads it
+                    continue
                 chunk.index = pd.RangeIndex(first_row, first_row + len(chunk))
                 first_row += len(chunk)
                 yield chunk
+
+
+@contextmanager
+def closing_iterator(iterator: Iterator, close: Callable[[], None]) -> Iterator[Iterator]:
+    try:
+        yield iterator
+    finally:
+        close()
 
 
 @contextmanager
@@ -442,8 +454,10 @@ def stream_source(config: DownloadConfig, cv_folds: int, target: Path) -> dict:
         del keys
         labels = codes.sorted_labels()
         counts = counts_by_label(codes.to_sorted(np.concatenate(label_codes))[keep], labels) if label_codes else {}
-        check_label_counts(pd.Series(counts, dtype=np.int64).sort_values(ascending=False, kind="stable"),
-                           name, config.min_rows, cv_folds)
+        # largest first, ties in order of first appearance: as value_counts orders them
+        seen_order = [label for label in codes.index if label in counts]
+        check_label_counts(pd.Series({label: counts[label] for label in seen_order}, dtype=np.int64)
+                           .sort_values(ascending=False, kind="stable"), name, config.min_rows, cv_folds)
 
         def kept_chunks() -> Iterator[pd.DataFrame]:
             offset = 0

@@ -35,10 +35,10 @@ def analyzer_params(config: FeaturizeConfig) -> dict[str, dict]:
     return parts
 
 
-def _tfidf_part(config: FeaturizeConfig, analyzer: dict, vocabulary: dict | None = None) -> TfidfVectorizer:
+def _tfidf_part(config: FeaturizeConfig, analyzer: dict) -> TfidfVectorizer:
     return TfidfVectorizer(lowercase=False, min_df=config.min_df, max_df=config.max_df,
                            max_features=config.max_features, sublinear_tf=config.sublinear_tf,
-                           dtype=np.float64, vocabulary=vocabulary, **analyzer)
+                           dtype=np.float64, **analyzer)
 
 
 def _hashing_part(config: FeaturizeConfig, analyzer: dict) -> Pipeline:
@@ -217,7 +217,10 @@ class _Vocabulary:
 
 def _chunk_term_counts(texts: list[str], analyzer: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
     vectorizer = CountVectorizer(lowercase=False, dtype=np.int64, **analyzer)
-    counts = vectorizer.fit_transform(texts).tocsc()
+    try:
+        counts = vectorizer.fit_transform(texts).tocsc()
+    except ValueError:  # no n-gram of the configured range in this chunk: nothing to count
+        return [], np.zeros(0, np.int64), np.zeros(0, np.int64)
     terms = vectorizer.get_feature_names_out().tolist()
     return terms, np.diff(counts.indptr), np.asarray(counts.sum(axis=0)).ravel()
 
@@ -240,7 +243,9 @@ def _fitted_vectorizer(config: FeaturizeConfig, n_documents: int, statistics: di
             part.named_steps["idf"].n_features_in_ = config.hashing_features
         else:
             vocabulary, df = statistics[name].limited(config, n_documents)
-            part = _tfidf_part(config, analyzer, vocabulary)
+            # fitted attributes as fit sets them, params as in memory (so clone().fit relearns)
+            part = _tfidf_part(config, analyzer)
+            part.vocabulary_ = vocabulary
             part.idf_ = idf_from_document_frequency(df, n_documents)
         parts[name] = part
     return _join(parts)
@@ -258,12 +263,9 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     """
     import tempfile
 
-    from joblib import Parallel, delayed
-
     from sentiment_pipeline.files import iter_csv
-    from sentiment_pipeline.streaming import CsrNpzWriter, LabelCodes
+    from sentiment_pipeline.streaming import CsrNpzWriter, LabelCodes, parallel_map
 
-    parallel = Parallel(n_jobs=config.n_jobs, return_as="generator")
     codes = LabelCodes()
 
     def texts(path: Path, labels: list[np.ndarray] | None = None) -> Iterator[list[str]]:
@@ -280,13 +282,13 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
         chunks = texts(train_file, train_codes if number == 0 else None)
         if config.vectorizer == "hashing":
             hasher = _hashing_part(config, analyzer).named_steps["hash"]
-            tasks = (delayed(_chunk_hashed_document_frequency)(t, hasher) for t in chunks)
-            statistics[name] = sum(tqdm(parallel(tasks), desc=f"featurize: {name} df", unit="chunk",
-                                        leave=False, disable=None))
+            counted = parallel_map(_chunk_hashed_document_frequency, ((t, hasher) for t in chunks), config.n_jobs)
+            statistics[name] = sum(tqdm(counted, desc=f"featurize: {name} df", unit="chunk", leave=False,
+                                        disable=None))
         else:
             vocabulary = statistics[name] = _Vocabulary()
-            tasks = (delayed(_chunk_term_counts)(t, analyzer) for t in chunks)
-            for terms, df, tf in tqdm(parallel(tasks), desc=f"featurize: {name} vocabulary", unit="chunk",
+            counted = parallel_map(_chunk_term_counts, ((t, analyzer) for t in chunks), config.n_jobs)
+            for terms, df, tf in tqdm(counted, desc=f"featurize: {name} vocabulary", unit="chunk",
                                       leave=False, disable=None):
                 vocabulary.add(terms, df, tf)
     classes = codes.sorted_labels()
@@ -296,13 +298,15 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     n_features = n_features_out(vectorizer)
 
     # Pass two: both splits through the fitted vectorizer, straight into the .npz files.
-    with atomic_path(features_dir) as staged, tempfile.TemporaryDirectory(prefix="featurize-", dir=scratch) as tmp:
+    scratch = Path(scratch or Path(features_dir).parent)  # not /tmp, which may be RAM-backed
+    scratch.mkdir(parents=True, exist_ok=True)
+    with atomic_path(features_dir) as staged, tempfile.TemporaryDirectory(prefix=".featurize-", dir=scratch) as tmp:
         staged.mkdir()
         test_codes: list[np.ndarray] = []
         for split, path, labels in (("train", train_file, None), ("test", test_file, test_codes)):
             writer = CsrNpzWriter(n_features, Path(tmp))
-            tasks = (delayed(_chunk_features)(t, vectorizer) for t in texts(path, labels))
-            for block in tqdm(parallel(tasks), desc=f"featurize: {split}", unit="chunk", leave=False, disable=None):
+            blocks = parallel_map(_chunk_features, ((t, vectorizer) for t in texts(path, labels)), config.n_jobs)
+            for block in tqdm(blocks, desc=f"featurize: {split}", unit="chunk", leave=False, disable=None):
                 writer.append(block)
             writer.write(staged / f"X_{split}.npz")
         unknown = sorted(set(codes.sorted_labels()) - set(classes))

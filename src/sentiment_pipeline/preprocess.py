@@ -174,23 +174,24 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     lengths. Deduplication and the stratified split then run on those arrays; pass two routes the
     spooled rows to their place in train or test (see ``streaming.OrderedCsvWriter``).
     """
-    from joblib import Parallel, delayed
-
     from sentiment_pipeline.files import iter_csv
     from sentiment_pipeline.streaming import (ArrowSpool, LabelCodes, OrderedCsvWriter, counts_by_label,
-                                              first_occurrence, groups_with_several_labels)
+                                              first_occurrence, groups_with_several_labels, parallel_map)
 
     stopwords = build_stopwords(config.stopwords)
     normalizer = TextNormalizer(config.cleaning, stopwords)
     chunk_rows = config.chunk_rows
     columns = ["text", "label", "raw"]
-    with tempfile.TemporaryDirectory(prefix="preprocess-", dir=scratch) as tmp:
+    # scratch next to the outputs by default: /tmp may be a RAM-backed tmpfs
+    scratch = Path(scratch or Path(train_file).parent)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".preprocess-", dir=scratch) as tmp:
         spool = ArrowSpool(columns, Path(tmp))
         codes, raw_codes = LabelCodes(), []
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw_keys", "text_keys", "chars", "words", "labels")}
         rows_in = empty = 0
-        cleaner = Parallel(n_jobs=config.n_jobs, return_as="generator")
-        chunks = cleaner(delayed(_clean_chunk)(raw, normalizer) for raw in iter_csv(raw_file, chunk_rows))
+        chunks = parallel_map(_clean_chunk, ((raw, normalizer) for raw in iter_csv(raw_file, chunk_rows)),
+                              config.n_jobs)
         with tqdm(desc="preprocess: clean", unit="row", leave=False, disable=None) as bar:
             for part in chunks:
                 spool.append(part["frame"])

@@ -12,10 +12,11 @@ lengths); texts pass through in chunks. They write the same files as the in-memo
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,8 @@ class LabelCodes:
 
     def encode(self, labels: pd.Series) -> np.ndarray:
         codes, uniques = pd.factorize(labels, sort=False)
+        if (codes < 0).any():
+            raise ValueError("labels: missing values cannot be encoded")  # validated upstream
         mapping = np.array([self.index.setdefault(str(u), len(self.index)) for u in uniques], dtype=np.int32)
         return mapping[codes] if len(codes) else np.zeros(0, dtype=np.int32)
 
@@ -85,6 +88,35 @@ class LabelCodes:
         for label, code in self.index.items():
             remap[code] = rank[label]
         return remap[codes]
+
+
+def parallel_map(function: Callable, arguments: Iterable[tuple], n_jobs: int) -> Iterator:
+    """``function(*args)`` for each tuple, results in order, computed by ``n_jobs`` worker
+    processes with at most two tasks per worker in flight. joblib's generator output keeps
+    dispatching (and reading input) ahead of a slow consumer, so memory would not stay bounded;
+    here a sliding window on loky's reusable executor (the one joblib runs on) keeps the
+    workers busy while the caller writes results."""
+    from collections import deque
+
+    from joblib import effective_n_jobs
+    from joblib.externals.loky import get_reusable_executor
+
+    workers = effective_n_jobs(n_jobs)
+    if workers == 1:
+        yield from (function(*args) for args in arguments)
+        return
+    executor = get_reusable_executor(max_workers=workers)
+    pending: deque = deque()
+    try:
+        for args in arguments:
+            pending.append(executor.submit(function, *args))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def counts_by_label(codes: np.ndarray, labels: list[str]) -> dict[str, int]:
@@ -115,17 +147,18 @@ def write_csv_chunks(chunks: Iterable[pd.DataFrame], target: Path, columns: list
 
 class OrderedCsvWriter:
     """Rows arrive in any order with their final position; ``write`` emits them in position
-    order. An external bucket sort: positions are grouped into buckets of ``bucket_rows`` on
-    disk (Arrow IPC), and one bucket at a time is sorted in memory."""
+    order. An external bucket sort: positions are grouped into buckets of ``bucket_rows``, each
+    piece of a bucket written to its own Arrow IPC file and closed at once (no file stays open,
+    whatever the number of buckets), and one bucket at a time is sorted in memory."""
 
     def __init__(self, total_rows: int, bucket_rows: int, columns: list[str], scratch: Path) -> None:
         self.total_rows, self.bucket_rows, self.columns = total_rows, max(1, bucket_rows), columns
         self.directory = Path(tempfile.mkdtemp(prefix="ordered-", dir=scratch))
         self.schema = pa.schema([(c, pa.string()) for c in columns] + [("__position", pa.int64())])
-        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self.pieces = 0
 
-    def _bucket_file(self, bucket: int) -> Path:
-        return self.directory / f"{bucket:08d}.arrow"
+    def _bucket_dir(self, bucket: int) -> Path:
+        return self.directory / f"{bucket:08d}"
 
     def add(self, frame: pd.DataFrame, positions: np.ndarray) -> None:
         if not len(frame):
@@ -136,35 +169,36 @@ class OrderedCsvWriter:
         frame = frame.iloc[order]
         bounds = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1], True])
         for start, stop in zip(bounds[:-1], bounds[1:]):
-            bucket = int(buckets[start])
             piece = frame.iloc[start:stop]
             batch = pa.RecordBatch.from_arrays(
                 [pa.array(piece[c].to_numpy(object), pa.string()) for c in self.columns]
                 + [pa.array(positions[start:stop], pa.int64())], schema=self.schema)
-            if bucket not in self.writers:
-                self.writers[bucket] = pa.ipc.new_stream(pa.OSFile(str(self._bucket_file(bucket)), "wb"),
-                                                         self.schema)
-            self.writers[bucket].write_batch(batch)
+            directory = self._bucket_dir(int(buckets[start]))
+            directory.mkdir(exist_ok=True)
+            with pa.OSFile(str(directory / f"{self.pieces:08d}.arrow"), "wb") as sink, \
+                    pa.ipc.new_stream(sink, self.schema) as writer:
+                writer.write_batch(batch)
+            self.pieces += 1
 
     def chunks(self) -> Iterator[pd.DataFrame]:
-        for writer in self.writers.values():
-            writer.close()
         n_buckets = -(-self.total_rows // self.bucket_rows)
         expected = 0
         for bucket in range(n_buckets):
-            path = self._bucket_file(bucket)
-            if not path.exists():
+            directory = self._bucket_dir(bucket)
+            if not directory.exists():
                 continue
-            with pa.OSFile(str(path), "rb") as source:
-                table = pa.ipc.open_stream(source).read_all()
-            frame = table.to_pandas()
+            tables = []
+            for path in sorted(directory.iterdir()):
+                with pa.OSFile(str(path), "rb") as source:
+                    tables.append(pa.ipc.open_stream(source).read_all())
+            frame = pa.concat_tables(tables).to_pandas()
+            shutil.rmtree(directory)
             frame = frame.sort_values("__position", kind="stable")
             positions = frame.pop("__position").to_numpy()
-            if len(positions) and (positions[0] != expected or positions[-1] != expected + len(positions) - 1):
+            if positions[0] != expected or positions[-1] != expected + len(positions) - 1:
                 raise RuntimeError(f"bucket {bucket}: positions {positions[0]}..{positions[-1]} are not "
                                    f"the expected run from {expected}")  # a bug, not bad input
             expected += len(positions)
-            path.unlink()
             yield frame.reset_index(drop=True)
         if expected != self.total_rows:
             raise RuntimeError(f"{expected} rows written, {self.total_rows} expected")
@@ -183,7 +217,9 @@ class ArrowSpool:
 
     def __init__(self, columns: list[str], scratch: Path) -> None:
         self.columns = columns
-        self.path = Path(tempfile.mkstemp(prefix="spool-", suffix=".arrow", dir=scratch)[1])
+        handle, name = tempfile.mkstemp(prefix="spool-", suffix=".arrow", dir=scratch)
+        os.close(handle)  # pyarrow opens the file itself
+        self.path = Path(name)
         self.schema = pa.schema([(c, pa.string()) for c in columns])
         self._sink = pa.OSFile(str(self.path), "wb")
         self._writer = pa.ipc.new_file(self._sink, self.schema)

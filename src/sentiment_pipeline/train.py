@@ -189,6 +189,7 @@ def grid_search(
     grid dimension: one search per strategy on the same folds, the best mean CV score wins
     (ties: the strategy listed first). Searched apart because class weights are a fit
     parameter of every candidate, while SMOTE changes the rows the classifier sees."""
+    searched = strategies is not None  # the grid names its strategies: report which one won
     strategies = list(strategies or [resampling.strategy])
     searches = [_search_one(family, grid, X, y, config,
                             ResamplingConfig(strategy=s, k_neighbors=resampling.k_neighbors))
@@ -197,8 +198,9 @@ def grid_search(
     search, timing = searches[winner]
     best_params = {_config_name(k): _config_value(v) for k, v in search.best_params_.items()}
     tables = [_cv_table(s, list(grid)) for s, _ in searches]
-    if len(strategies) > 1:
+    if searched:
         best_params["resampling"] = strategies[winner]
+    if len(strategies) > 1:
         table = pd.concat([t.assign(resampling=strategy) for t, strategy in zip(tables, strategies)],
                           ignore_index=True)
         # ranked as GridSearchCV ranks: ties share the smaller rank
@@ -219,7 +221,7 @@ def grid_search(
         "cv_folds": config.cv_folds,
         "best_params": best_params,
     }
-    if len(strategies) > 1:
+    if searched:
         summary["resampling_cv_f1_macro"] = {s: float(found.best_score_) for s, (found, _) in zip(strategies, searches)}
     log.info("%s: best CV macro-F1 %.4f +/- %.4f with %s", family, summary["cv_f1_macro_mean"],
              summary["cv_f1_macro_std"], best_params)
