@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -112,9 +112,8 @@ def iter_table(path: Path, fmt: str, compression: str | None, encoding: str, nam
         else:
             import pyarrow.parquet as pq
 
-            parquet = pq.ParquetFile(path)
-            chunks = closing_iterator((b.to_pandas() for b in parquet.iter_batches(chunk_rows)), parquet.close)
-        with chunks if hasattr(chunks, "__enter__") else nullcontext(chunks) as reader:
+            chunks = _parquet_chunks(pq.ParquetFile(path), chunk_rows)
+        with closing(chunks) as reader:  # pandas' readers and a generator all have close()
             for chunk in reader:
                 if not len(chunk):  # a header-only file: no rows, as parse_table reads it
                     continue
@@ -123,12 +122,12 @@ def iter_table(path: Path, fmt: str, compression: str | None, encoding: str, nam
                 yield chunk
 
 
-@contextmanager
-def closing_iterator(iterator: Iterator, close: Callable[[], None]) -> Iterator[Iterator]:
+def _parquet_chunks(parquet, chunk_rows: int) -> Iterator[pd.DataFrame]:
     try:
-        yield iterator
+        for batch in parquet.iter_batches(chunk_rows):
+            yield batch.to_pandas()
     finally:
-        close()
+        parquet.close()
 
 
 @contextmanager

@@ -46,10 +46,14 @@ def read_json(path: Path | str) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+# Quoting every string keeps stray carriage returns inside tweets from splitting rows. The
+# streamed stages write their files in chunks with the same options, byte for byte.
+CSV_OPTIONS = dict(index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+
+
 def write_csv(frame: pd.DataFrame, target: Path | str) -> None:
-    # Quoting every string keeps stray carriage returns inside tweets from splitting rows.
     with atomic_path(target) as tmp:
-        frame.to_csv(tmp, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        frame.to_csv(tmp, **CSV_OPTIONS)
 
 
 def read_csv(path: Path | str) -> pd.DataFrame:

@@ -11,7 +11,6 @@ lengths); texts pass through in chunks. They write the same files as the in-memo
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
-from sentiment_pipeline.files import atomic_path
+from sentiment_pipeline.files import CSV_OPTIONS, atomic_path
 
 # Two independent 16-byte SipHash keys: a 128-bit key makes an accidental collision among 10^9
 # rows about 10^-21 likely (a single 64-bit hash: 3% at 10^9 rows, 3e-6 at 10^7).
@@ -127,8 +126,8 @@ def counts_by_label(codes: np.ndarray, labels: list[str]) -> dict[str, int]:
 
 # ------------------------------------------------------------------ CSV output
 def csv_lines(frame: pd.DataFrame, header: bool) -> str:
-    """``frame`` as :func:`files.write_csv` writes it (every string quoted, \\n line ends)."""
-    return frame.to_csv(index=False, header=header, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    """``frame`` as :func:`files.write_csv` writes it, with or without the header line."""
+    return frame.to_csv(header=header, **CSV_OPTIONS)
 
 
 def write_csv_chunks(chunks: Iterable[pd.DataFrame], target: Path, columns: list[str]) -> int:
@@ -143,6 +142,12 @@ def write_csv_chunks(chunks: Iterable[pd.DataFrame], target: Path, columns: list
         if header:
             out.write(csv_lines(pd.DataFrame(columns=columns), True))
     return rows
+
+
+def _string_batch(frame: pd.DataFrame, columns: list[str], schema: pa.Schema, extra: list | None = None):
+    """The frame's text columns (plus ``extra`` arrays) as one Arrow record batch."""
+    arrays = [pa.array(frame[c].to_numpy(object), pa.string()) for c in columns]
+    return pa.RecordBatch.from_arrays(arrays + (extra or []), schema=schema)
 
 
 class OrderedCsvWriter:
@@ -170,9 +175,7 @@ class OrderedCsvWriter:
         bounds = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1], True])
         for start, stop in zip(bounds[:-1], bounds[1:]):
             piece = frame.iloc[start:stop]
-            batch = pa.RecordBatch.from_arrays(
-                [pa.array(piece[c].to_numpy(object), pa.string()) for c in self.columns]
-                + [pa.array(positions[start:stop], pa.int64())], schema=self.schema)
+            batch = _string_batch(piece, self.columns, self.schema, [pa.array(positions[start:stop], pa.int64())])
             directory = self._bucket_dir(int(buckets[start]))
             directory.mkdir(exist_ok=True)
             with pa.OSFile(str(directory / f"{self.pieces:08d}.arrow"), "wb") as sink, \
@@ -226,8 +229,7 @@ class ArrowSpool:
 
     def append(self, frame: pd.DataFrame) -> None:
         if len(frame):
-            self._writer.write_batch(pa.RecordBatch.from_arrays(
-                [pa.array(frame[c].to_numpy(object), pa.string()) for c in self.columns], schema=self.schema))
+            self._writer.write_batch(_string_batch(frame, self.columns, self.schema))
 
     def frames(self) -> Iterator[pd.DataFrame]:
         if self._writer is not None:
