@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["@united thanks, the crew was great!", "lost my bag AGAIN, worst airline",

@@ -123,3 +123,15 @@ def test_profile_records_are_summarised_by_median():
 def test_growth_step_input_is_a_frame():  # the data written for the child processes
     frame = benchmark.synthetic_reviews(50, seed=0)
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["text", "label"]
+
+
+def test_naive_reference_uses_the_projects_char_ngrams_and_ensembles(separable_texts):
+    train, test = separable_texts.iloc[:90], separable_texts.iloc[90:]
+    grids = {"logreg": {"C": [1.0], "max_iter": [200]}, "naive_bayes": {"alpha": [0.1]}}
+    result = benchmark.run_naive(train, test, grids, seed=0, folds=3, n_jobs=1, char_ngram_range=(3, 5),
+                                 ensemble={"members": ["logreg", "naive_bayes"], "method": ["soft_vote", "stacking"]})
+    assert set(result["families"]) == {"logreg", "naive_bayes", "ensemble (soft_vote)", "ensemble (stacking)"}
+    assert result["families"]["ensemble (stacking)"]["best_params"] == {"members": ["logreg", "naive_bayes"]}
+    assert 0.5 < result["test_f1_macro"] <= 1.0
+    vectorizer = benchmark.naive_pipeline(benchmark.naive_classifier("logreg", 0), 0, (3, 5)).named_steps["tfidf"]
+    assert [name for name, _ in vectorizer.transformer_list] == ["word", "char"]

@@ -88,3 +88,42 @@ def test_a_compiled_path_that_disagrees_is_not_used(airline_sample, monkeypatch,
         predictor = Predictor(model, normalizer, classes, {})
     assert predictor.compiled is None
     assert "differs from scikit-learn" in caplog.text
+
+
+def _fitted_ensemble(texts, labels, method="soft_vote"):
+    """tfidf (word + char) -> EnsembleClassifier over a filtered calibrated SVM, NB and XGBoost."""
+    from xgboost import XGBClassifier
+
+    from sentiment_pipeline.ensemble import EnsembleClassifier
+    from sentiment_pipeline.models import NaiveBayes
+
+    normalizer = TextNormalizer(CleaningConfig(), frozenset())
+    cleaned = [normalizer(t) for t in texts]
+    vectorizer = build_vectorizer(FeaturizeConfig(char_ngrams=True, min_df=1))
+    X = vectorizer.fit_transform(cleaned)
+    classes = sorted(set(labels))
+    y = np.array([classes.index(label) for label in labels])
+    members = [Pipeline([("select", SelectKBest(chi2, k=300)), ("clf", CalibratedLinearSVC(random_state=0))]),
+               Pipeline([("select", SelectKBest(chi2, k="all")), ("clf", NaiveBayes(alpha=0.1))]),
+               Pipeline([("select", SelectKBest(chi2, k=200)),
+                         ("clf", XGBClassifier(n_estimators=5, n_jobs=1, random_state=0))])]
+    ensemble = EnsembleClassifier(members=members, method=method, prior_power=0.5, cv=3, random_state=0).fit(X, y)
+    return Pipeline([("tfidf", vectorizer), ("select", "passthrough"), ("clf", ensemble)]), normalizer, classes
+
+
+@pytest.mark.parametrize("method", ["soft_vote", "stacking"])
+def test_the_compiled_ensemble_equals_sklearn_bit_for_bit(airline_sample, method):
+    model, normalizer, classes = _fitted_ensemble(airline_sample["text"][:200],
+                                                  airline_sample["label"][:200].tolist(), method)
+    compiled = compile_model(model)
+    assert isinstance(compiled, compiled_module.CompiledEnsemble)
+    held_out = [normalizer(t) for t in airline_sample["text"][200:]] + ["", "zzqx never seen"]
+    labels, proba = compiled.predict_with_proba(held_out)
+    assert np.array_equal(labels, model.predict(held_out))
+    assert np.array_equal(proba, model.predict_proba(held_out))
+    predictor = Predictor(model, normalizer, classes, {})
+    assert predictor.compiled is not None
+    texts = list(airline_sample["text"][200:])
+    result = predictor.predict(texts)
+    sk_labels, sk_proba = _sklearn_predict(model, predictor.clean(texts), classes)
+    assert np.array_equal(result.label_index, sk_labels) and np.array_equal(result.probabilities, sk_proba)

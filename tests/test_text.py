@@ -69,3 +69,20 @@ def test_missing_nltk_corpus_says_how_to_get_it(monkeypatch, tmp_path):
         build_stopwords(StopwordsConfig(enabled=True))
     message = str(info.value)
     assert "make stopwords" in message and "nltk.downloader" in message and "NLTK_DATA" in message and "source: list" in message
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Not good at all. But the crew was great!", "not neg_good neg_at neg_all but the crew was great _exclaim_"),
+    ("I don't like this flight, thanks though", "i don't neg_like neg_this neg_flight thanks though"),
+    ("didnt get my bag; ugh", "didnt neg_get neg_my neg_bag ugh"),
+    ("wasn't it fun? yes", "wasn't neg_it neg_fun _question_ yes"),
+    ("no http://t.co/x refund", "no _url_ neg_refund"),      # placeholder tokens are not marked
+    ("we won the game", "we won the game"),                  # a stem alone opens no scope
+    ("never", "never"),
+])
+def test_negation_marking_runs_to_the_clause_end(raw, expected):
+    assert TextNormalizer(CleaningConfig(negation="mark"))(raw) == expected
+
+
+def test_negation_is_not_marked_by_default(cleaning):
+    assert TextNormalizer(cleaning)("not good") == "not good"

@@ -29,7 +29,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def tweets(airline_sample):
-    train, test = preprocess(airline_sample, PreprocessConfig(test_size=0.2)).train, None
+    train = preprocess(airline_sample, PreprocessConfig(test_size=0.2)).train
     return featurize(train, train.iloc[:10], FeaturizeConfig(min_df=1))[1]
 
 
@@ -74,6 +74,8 @@ def test_dask_search_equals_the_local_search(cluster, tweets, family):
     assert a.cv_table.equals(b.cv_table) and a.summary == b.summary
     assert np.array_equal(a.best_estimator.predict_proba(tweets.X_test), b.best_estimator.predict_proba(tweets.X_test))
     assert _fitted_arrays(a.best_estimator) == _fitted_arrays(b.best_estimator) != []
+    # recorded by the local search's scorer, refitted per fold on Dask: the same probabilities
+    assert np.array_equal(a.oof_proba, b.oof_proba)
 
 
 def test_without_an_address_the_search_starts_its_own_local_cluster(tweets, monkeypatch):

@@ -10,8 +10,10 @@ In one invocation, on the same data and the same train/test split:
   with ``SENTIMENT_PIPELINE_PROFILE`` set, so each stage process reports its wall time and peak
   memory (see ``profiling.py``);
 * **naive**: the usual recipe, one imbalanced-learn Pipeline (TF-IDF, SMOTE, classifier) per
-  family in ``GridSearchCV`` on the raw training text, with as many candidates per family as
-  ``params.yaml`` has, library defaults for everything the project tunes for speed;
+  family in ``GridSearchCV`` on the raw training text (word TF-IDF, plus char_wb TF-IDF when the
+  project uses char n-grams), with as many candidates per family as ``params.yaml`` has,
+  library defaults for everything the project tunes for speed, and the project's ensemble as
+  scikit-learn's soft ``VotingClassifier`` (and ``StackingClassifier``) of the best pipelines;
 * **growth**: the package's preprocess and featurize functions on synthetic reviews of growing
   size, each (size, step) in a fresh process so its peak memory is its own.
 
@@ -294,22 +296,54 @@ def n_candidates(grid: dict[str, list]) -> int:
     return int(np.prod([len(v) for v in grid.values()])) if grid else 1
 
 
-def naive_pipeline(classifier, seed: int):
+def naive_vectorizer(char_ngram_range: tuple[int, int] | None):
+    """The usual TF-IDF, joined by the usual char_wb one when the project uses char n-grams."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    word = TfidfVectorizer(max_features=20000, ngram_range=(1, 2))
+    if char_ngram_range is None:
+        return word
+    char = TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(char_ngram_range), max_features=20000)
+    return FeatureUnion([("word", word), ("char", char)])
+
+
+def naive_pipeline(classifier, seed: int, char_ngram_range: tuple[int, int] | None = None):
     from imblearn.over_sampling import SMOTE
     from imblearn.pipeline import Pipeline
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
-    return Pipeline([("tfidf", TfidfVectorizer(max_features=20000, ngram_range=(1, 2))),
+    return Pipeline([("tfidf", naive_vectorizer(char_ngram_range)),
                      ("smote", SMOTE(random_state=seed)),
                      ("clf", classifier)])
 
 
+def naive_ensembles(ensemble: dict, searches: dict, seed: int) -> dict:
+    """The usual recipe for the project's ensemble: scikit-learn's soft VotingClassifier and,
+    if the project tries stacking, its StackingClassifier, over the members' best naive
+    pipelines (refitted in every fold; the stacker's own 5 inner folds make out-of-fold
+    predictions). The project's prior adjustment has no counterpart there."""
+    from sklearn.base import clone
+    from sklearn.ensemble import StackingClassifier, VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    members = [(m, clone(searches[m].best_estimator_)) for m in ensemble.get("members", []) if m in searches]
+    if len(members) < 2:
+        return {}
+    found = {"soft_vote": VotingClassifier(members, voting="soft")}
+    if "stacking" in ensemble.get("method", []):
+        found["stacking"] = StackingClassifier(members, final_estimator=LogisticRegression(random_state=seed),
+                                               stack_method="predict_proba")
+    return found
+
+
 def run_naive(train: pd.DataFrame, test: pd.DataFrame, family_grids: dict[str, dict], seed: int,
-              folds: int = 5, n_jobs: int = -1) -> dict:
+              folds: int = 5, n_jobs: int = -1, char_ngram_range: tuple[int, int] | None = None,
+              ensemble: dict | None = None) -> dict:
     """Grid-search every family on the training text, keep the best by CV macro-F1, refit
-    (GridSearchCV does) and score it on the test split."""
+    (GridSearchCV does) and score it on the test split; with ``ensemble`` (params.yaml's
+    ``train.ensemble``), also the library's ensembles of the members' best pipelines."""
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
     from sklearn.preprocessing import LabelEncoder
 
     encoder = LabelEncoder().fit(train["label"])  # XGBoost wants labels 0..k-1
@@ -318,8 +352,8 @@ def run_naive(train: pd.DataFrame, test: pd.DataFrame, family_grids: dict[str, d
     for family, project_grid in family_grids.items():
         classifier = naive_classifier(family, seed)
         grid = naive_grid(family, project_grid, classifier)
-        search = GridSearchCV(naive_pipeline(classifier, seed), grid, scoring="f1_macro", n_jobs=n_jobs,
-                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+        search = GridSearchCV(naive_pipeline(classifier, seed, char_ngram_range), grid, scoring="f1_macro",
+                              n_jobs=n_jobs, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
         started = time.perf_counter()
         search.fit(train["text"], y_train)
         searches[family] = search
@@ -333,8 +367,20 @@ def run_naive(train: pd.DataFrame, test: pd.DataFrame, family_grids: dict[str, d
         }
         log.info("naive %s: %d candidates x %d folds, CV macro-F1 %.4f in %.1f s", family,
                  families[family]["candidates"], folds, search.best_score_, families[family]["seconds"])
+    fitted = {family: search.best_estimator_ for family, search in searches.items()}
+    for method, model in naive_ensembles(ensemble or {}, searches, seed).items():
+        started = time.perf_counter()
+        scores = cross_val_score(model, train["text"], y_train, scoring="f1_macro", n_jobs=n_jobs,
+                                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+        name = f"ensemble ({method})"
+        fitted[name] = model.fit(train["text"], y_train)
+        families[name] = {"cv_f1_macro": float(np.mean(scores)), "candidates": 1, "project_candidates": None,
+                          "grid": {}, "best_params": {"members": [m for m, _ in model.estimators]},
+                          "seconds": time.perf_counter() - started}
+        log.info("naive %s: %d folds, CV macro-F1 %.4f in %.1f s", name, folds, np.mean(scores),
+                 families[name]["seconds"])
     best = max(families, key=lambda f: families[f]["cv_f1_macro"])
-    y_pred = searches[best].predict(test["text"])
+    y_pred = fitted[best].predict(test["text"])
     return {"family": best, "cv_f1_macro": families[best]["cv_f1_macro"],
             "test_f1_macro": float(f1_score(y_test, y_pred, average="macro")), "families": families}
 
@@ -361,8 +407,11 @@ def naive_child(project: Path = typer.Option(...), output: Path = typer.Option(.
     train_params = params.get("train", {})
     train, test = load_split(project)
     with profiling.profiled("naive", target=profile):
+        featurize = params.get("featurize", {})
+        char = featurize.get("char_ngram_range", [2, 5]) if featurize.get("char_ngrams") else None
         result = run_naive(train, test, family_grids(params), seed=train_params.get("seed", 42),
-                           folds=train_params.get("cv_folds", 5))
+                           folds=train_params.get("cv_folds", 5), char_ngram_range=char,
+                           ensemble=train_params.get("ensemble"))
     output.write_text(json.dumps(result, indent=2, default=str))
 
 

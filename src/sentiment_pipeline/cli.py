@@ -40,7 +40,9 @@ def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
 
 # Which stage writes what: for the hint when a stage is run by hand before its inputs exist.
 _PRODUCERS = (("data/raw", "download"), ("data/processed", "preprocess"), ("data/features", "featurize"),
-              ("models/vectorizer", "featurize"), ("models/candidates", "train"),
+              ("models/vectorizer", "featurize"), ("models/candidates/ensemble", "ensemble"),
+              ("metrics/cv/ensemble.json", "ensemble"), ("metrics/timing/ensemble.json", "ensemble"),
+              ("models/candidates", "train"),
               ("metrics/cv", "train"), ("metrics/timing", "train"), ("models/final", "select"),
               ("plots/cv_comparison.json", "select"), ("metrics/baselines.json", "baselines"),
               ("metrics/data.json", "preprocess"))
@@ -104,6 +106,14 @@ def train(family: str = typer.Option(..., help="Model family to grid-search."),
     from sentiment_pipeline.stages import train as stage
 
     _run(stage.run, family=family, params_file=params)
+
+
+@app.command()
+def ensemble(params: Path = ParamsOption) -> None:
+    """Combine the members' best candidates by soft voting or stacking, scored by CV."""
+    from sentiment_pipeline.stages import ensemble as stage
+
+    _run(stage.run, params_file=params)
 
 
 @app.command()

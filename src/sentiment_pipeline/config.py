@@ -138,6 +138,9 @@ class CleaningConfig(_Section):
     emoticons: Literal["remove", "token"] = "token"     # :) -> _smile_, :( -> _frown_
     punctuation: Literal["remove", "token"] = "token"   # ! -> _exclaim_, ? -> _question_
     squeeze_repeats: bool = True
+    # mark: the words after a negation, to the end of its clause (. , ; : ! ? or the text's
+    # end), get a neg_ prefix: "not good" -> "not neg_good", a feature of its own
+    negation: Literal["keep", "mark"] = "keep"
 
 
 class PreprocessConfig(_Section):
@@ -273,6 +276,8 @@ FAMILY_GRIDS: dict[str, type[_Grid]] = {
     "linear_svm": LinearSvmGrid,
 }
 Family = Literal["logreg", "naive_bayes", "random_forest", "xgboost", "linear_svm"]
+# What the select stage chooses from: every grid-searched family, and the ensemble over them.
+CANDIDATE_FAMILIES: tuple[str, ...] = (*FAMILY_GRIDS, "ensemble")
 
 
 class FamiliesConfig(_Section):
@@ -288,6 +293,33 @@ class FamiliesConfig(_Section):
                 f"unknown model family {family!r}; expected one of {sorted(FAMILY_GRIDS)}"
             )
         return getattr(self, family)
+
+
+def _distinct(name: str):
+    def check(values: list) -> list:
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} must be distinct, got {values}")
+        return values
+    return AfterValidator(check)
+
+
+class EnsembleConfig(_Section):
+    """The ensemble family: the best candidates of ``members`` (each with the hyperparameters
+    its own search chose) combined by soft voting or stacking. Every combination of the lists
+    below is a candidate, scored on the members' out-of-fold probabilities of the same folds."""
+
+    members: Annotated[list[Family], Field(min_length=2), _distinct("train.ensemble.members")] = \
+        Field(default_factory=lambda: ["linear_svm", "logreg", "naive_bayes"])
+    # soft_vote: the mean of the members' probabilities; stacking: a multinomial logistic
+    # regression (balanced class weights) on the members' out-of-fold log-probabilities
+    method: Annotated[list[Literal["soft_vote", "stacking"]], Field(min_length=1),
+                      _distinct("train.ensemble.method")] = Field(default_factory=lambda: ["soft_vote"])
+    # soft_vote's prior adjustment: each class's mean probability divided by its training share
+    # to this power (0: none; 1: as if the classes were balanced), a lever for the smallest class
+    prior_power: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1),
+                           _distinct("train.ensemble.prior_power")] = Field(default_factory=lambda: [0.0])
+    meta_C: Annotated[list[PositiveFloat], Field(min_length=1),
+                      _distinct("train.ensemble.meta_C")] = Field(default_factory=lambda: [1.0])  # stacking
 
 
 class TrainConfig(_Section):
@@ -312,6 +344,7 @@ class TrainConfig(_Section):
             raise ValueError("train.n_jobs must be a positive count or negative (-1: all cores), not 0")
         return value
     families: FamiliesConfig = FamiliesConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
 
 
 # ---------------------------------------------------------------- report

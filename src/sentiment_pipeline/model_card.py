@@ -53,6 +53,21 @@ def _model_section(card: dict) -> list[str]:
     return lines
 
 
+def _ensemble_lines(details: dict | None) -> list[str]:
+    if not details:
+        return []
+    lines = ["", "**Ensemble members** (each with the hyperparameters its own search chose, and its CV):", "",
+             "| member | parameters | CV macro-F1 | ± std |", "| --- | --- | --- | --- |"]
+    for m in details.get("members", []):
+        params = ", ".join(f"{k}={v}" for k, v in m.get("params", {}).items())
+        lines.append(f"| {m['family']} | {params} | {_fmt(m.get('cv_f1_macro_mean'))} | {_fmt(m.get('cv_f1_macro_std'))} |")
+    lines += ["", "**Ensemble combinations** compared by CV on the members' out-of-fold probabilities:", "",
+              "| method | setting | CV macro-F1 | ± std |", "| --- | --- | --- | --- |"]
+    for c in details.get("combinations", []):
+        lines.append(f"| {c['method']} | {c['setting']} | {_fmt(c['cv_f1_macro_mean'])} | {_fmt(c['cv_f1_macro_std'])} |")
+    return lines
+
+
 def _cv_section(card: dict, cv_comparison) -> list[str]:
     rows = cv_rows(card, cv_comparison)
     if not rows:
@@ -65,6 +80,10 @@ def _cv_section(card: dict, cv_comparison) -> list[str]:
     for family, (mean, std) in ranked:
         name = f"**{family}** (selected)" if family == card.get("family") else family
         lines.append(f"| {name} | {_fmt(mean)} | {_fmt(std)} |")
+    lines += _ensemble_lines(card.get("ensemble"))
+    lines += ["", "What each default gave and what was tried and dropped (char n-grams, negation "
+              "marking, NB-SVM, lexicon features, stacking, prior adjustment, SMOTE): the README's "
+              "\"How the defaults were chosen\"."]
     return lines
 
 

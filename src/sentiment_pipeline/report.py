@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from sentiment_pipeline import paths
-from sentiment_pipeline.config import FAMILY_GRIDS
+from sentiment_pipeline.config import CANDIDATE_FAMILIES
 from sentiment_pipeline.errors import PipelineError
 from sentiment_pipeline.lockcheck import result_differences
 from sentiment_pipeline.tolerance import ABS_TOLERANCE, Difference, numbers_close
@@ -102,7 +102,7 @@ def _read_json_at(root: Path, rev: str | None, path: Path) -> dict | None:
 
 def read_snapshot(root: Path, rev: str | None) -> Snapshot:
     cv, timing = {}, {}
-    for family in FAMILY_GRIDS:
+    for family in CANDIDATE_FAMILIES:
         summary = _read_json_at(root, rev, paths.cv_summary(family))
         if summary is not None:
             cv[family] = summary
@@ -251,7 +251,7 @@ def _headline(inputs: ReportInputs) -> list[str]:
 
 
 def _cv_section(inputs: ReportInputs) -> list[str]:
-    families = [f for f in FAMILY_GRIDS if f in inputs.current.cv or f in inputs.base.cv]
+    families = [f for f in CANDIDATE_FAMILIES if f in inputs.current.cv or f in inputs.base.cv]
     if not families:
         return ["_No cross-validation results._"]
     selected = _family(inputs.current)
@@ -393,7 +393,7 @@ def comparison_chart(title: str, x_label: str, y_label: str, categories: Sequenc
 
 def _cv_chart(inputs: ReportInputs) -> list[str]:
     current, base = inputs.current.cv_f1, inputs.base.cv_f1
-    families = [f for f in FAMILY_GRIDS if f in current or f in base]
+    families = [f for f in CANDIDATE_FAMILIES if f in current or f in base]
     return comparison_chart("CV macro-F1 per family", "family", "CV macro-F1", families,
                             current, base, inputs.base_rev)
 

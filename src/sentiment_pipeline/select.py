@@ -48,6 +48,24 @@ def final_model(vectorizer, candidate) -> Pipeline:
     ])
 
 
+def ensemble_details(summary: dict, members: list[dict], cv_table) -> dict:
+    """The model card's account of a selected ensemble: each member's own search result, and
+    every combination the ensemble's CV compared (what soft voting, the prior adjustment and
+    stacking each gave)."""
+    def knob(row) -> str:
+        if row["method"] == "soft_vote":
+            return f"prior_power={row['prior_power']:g}"
+        return f"meta_C={row['meta_C']:g}"
+
+    return {
+        "members": [{"family": m["family"], "params": m["best_params"], "cv_f1_macro_mean": m["cv_f1_macro_mean"],
+                     "cv_f1_macro_std": m["cv_f1_macro_std"]} for m in members],
+        "combinations": [{"method": row["method"], "setting": knob(row), "cv_f1_macro_mean": float(row["mean_f1_macro"]),
+                          "cv_f1_macro_std": float(row["std_f1_macro"])} for _, row in cv_table.iterrows()],
+        "method": summary["best_params"]["method"],
+    }
+
+
 def library_versions() -> dict[str, str]:
     # major.minor only: a patch release of Python must not change the output's hash
     python = ".".join(platform.python_version_tuple()[:2])

@@ -85,12 +85,53 @@ class TextNormalizer:
         text = _replace(_QUESTION, text, cfg.punctuation, QUESTION_TOKEN)
         if cfg.squeeze_repeats:
             text = _REPEATS.sub(r"\1\1", text)
+        if cfg.negation == "mark":
+            text = mark_negation(text)
         text = _NOT_WORD.sub(" ", text)
         text = _EDGE_APOSTROPHES.sub(" ", text)
         words = text.split()
         if self.stopwords:
             words = [w for w in words if w not in self.stopwords]
         return " ".join(words)
+
+
+NEGATED_PREFIX = "neg_"
+# Where a negation's scope ends: clause punctuation (not an apostrophe, not a decimal point,
+# numbers are handled before) or the tokens ! and ? became.
+_CLAUSE_END = re.compile(rf"[.,;:]+|\s(?:{EXCLAIM_TOKEN}|{QUESTION_TOKEN})\s")
+_WORD = re.compile(r"[\w']+")
+
+
+def _opens_negation(word: str) -> bool:
+    """A negation as tweets spell it: not, never, ..., didn't and didnt (never the stem alone:
+    "won" is more often a verb than the start of "won't")."""
+    return (word in _NEGATION_WORDS or word.endswith("n't") or word == "cant"
+            or (word.endswith("nt") and word[:-1] in _NEGATION_STEMS))
+
+
+def mark_negation(text: str) -> str:
+    """``neg_`` before every word that follows a negation in the same clause."""
+    clauses = []
+    position = 0
+    for end in _CLAUSE_END.finditer(text):
+        clauses.append(_mark_clause(text[position:end.start()]) + end.group())
+        position = end.end()
+    clauses.append(_mark_clause(text[position:]))
+    return "".join(clauses)
+
+
+def _mark_clause(clause: str) -> str:
+    negated = False
+
+    def mark(match: re.Match[str]) -> str:
+        nonlocal negated
+        word = match.group()
+        if negated and not word.startswith("_"):  # placeholder tokens such as _url_ stay as they are
+            return NEGATED_PREFIX + word
+        negated = negated or _opens_negation(word)
+        return word
+
+    return _WORD.sub(mark, clause)
 
 
 def repair_mojibake(text: str) -> str:

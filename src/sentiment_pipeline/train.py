@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import threading
@@ -14,7 +15,8 @@ import pandas as pd
 import scipy.sparse as sp
 from joblib import parallel_config
 from sklearn.metrics import get_scorer
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
@@ -35,19 +37,60 @@ class SearchResult:
     summary: dict
     # Seconds, measured: they differ from run to run, so they stay out of ``summary``.
     timing: dict
+    # The best candidate's out-of-fold class probabilities: row i from the fit that did not see
+    # it (the ensemble family combines these)
+    oof_proba: np.ndarray
+
+
+def _fingerprint(X: sp.csr_matrix) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (X.indptr, X.indices, X.data):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.digest()
+
+
+class _OutOfFold:
+    """Every (candidate, fold) fit's probabilities for its validation fold, as the search scores
+    them: the scorer is given the validation rows, and their fingerprint names the fold. Costs
+    a prediction per fit instead of refitting the best candidate once per fold."""
+
+    def __init__(self, X: sp.csr_matrix, folds: list, param_names: list[str]) -> None:
+        self.folds = folds
+        self.fold_of = {_fingerprint(X[valid]): k for k, (_, valid) in enumerate(folds)}
+        self.param_names = param_names
+        self.probas: dict[tuple, np.ndarray] = {}
+
+    def _key(self, params: dict) -> tuple:
+        return tuple(repr(params[name]) for name in self.param_names)
+
+    def record(self, estimator, X) -> None:
+        fold = self.fold_of.get(_fingerprint(X))
+        if fold is not None:  # None: a scorer call of another search
+            self.probas[(self._key(estimator.get_params()), fold)] = estimator.predict_proba(X)
+
+    def of(self, params: dict, n_rows: int) -> np.ndarray:
+        """The out-of-fold probabilities of the candidate with ``params``."""
+        key = self._key(params)
+        parts = [self.probas[(key, k)] for k in range(len(self.folds))]
+        oof = np.zeros((n_rows, parts[0].shape[1]))
+        for (_, valid), proba in zip(self.folds, parts):
+            oof[valid] = proba
+        return oof
 
 
 class _ScoreAndTick:
     """The search's scorer, ticking a progress bar: GridSearchCV scores every (candidate,
     fold) fit exactly once, on its validation fold, so the count is the fits done."""
 
-    def __init__(self, scoring: str, bar: tqdm) -> None:
+    def __init__(self, scoring: str, bar: tqdm, out_of_fold: _OutOfFold) -> None:
         self.scorer = get_scorer(scoring)
         self.bar = bar
+        self.out_of_fold = out_of_fold
         self.lock = threading.Lock()  # fits finish in parallel threads
 
     def __call__(self, estimator, X, y, **kwargs) -> float:
         score = self.scorer(estimator, X, y, **kwargs)
+        self.out_of_fold.record(estimator, X)
         with self.lock:
             self.bar.update(1)
         return score
@@ -105,6 +148,11 @@ def _fits_on_dask(config: TrainConfig):
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def fits_in_parallel(config: TrainConfig):
+    """Where ``train.backend`` runs a search's fits: threads of this process, or Dask."""
+    return _fits_on_dask(config) if config.backend == "dask" else _one_thread_per_fit()
 
 
 def _smallest_training_fold(y: np.ndarray, folds: int) -> int:
@@ -195,9 +243,9 @@ def grid_search(
                             ResamplingConfig(strategy=s, k_neighbors=resampling.k_neighbors))
                 for s in strategies]
     winner = max(range(len(searches)), key=lambda i: (searches[i][0].best_score_, -i))
-    search, timing = searches[winner]
+    search, timing, oof_proba = searches[winner]
     best_params = {_config_name(k): _config_value(v) for k, v in search.best_params_.items()}
-    tables = [_cv_table(s, list(grid)) for s, _ in searches]
+    tables = [_cv_table(s, list(grid)) for s, _, _ in searches]
     if searched:
         best_params["resampling"] = strategies[winner]
     if len(strategies) > 1:
@@ -206,8 +254,8 @@ def grid_search(
         # ranked as GridSearchCV ranks: ties share the smaller rank
         table["rank"] = table["mean_f1_macro"].rank(method="min", ascending=False).astype(int)
         table = table.sort_values(["rank"], kind="stable").reset_index(drop=True)
-        timing = {key: round(sum(t[key] for _, t in searches), 3) for key in ("search_seconds", "fits")}
-        timing["mean_fit_seconds"] = round(float(np.mean([t["mean_fit_seconds"] for _, t in searches])), 3)
+        timing = {key: round(sum(t[key] for _, t, _ in searches), 3) for key in ("search_seconds", "fits")}
+        timing["mean_fit_seconds"] = round(float(np.mean([t["mean_fit_seconds"] for _, t, _ in searches])), 3)
         timing.update(best_fit_seconds=searches[winner][1]["best_fit_seconds"],
                       refit_seconds=searches[winner][1]["refit_seconds"])
     else:
@@ -222,15 +270,16 @@ def grid_search(
         "best_params": best_params,
     }
     if searched:
-        summary["resampling_cv_f1_macro"] = {s: float(found.best_score_) for s, (found, _) in zip(strategies, searches)}
+        summary["resampling_cv_f1_macro"] = {s: float(found.best_score_) for s, (found, _, _) in zip(strategies, searches)}
     log.info("%s: best CV macro-F1 %.4f +/- %.4f with %s", family, summary["cv_f1_macro_mean"],
              summary["cv_f1_macro_std"], best_params)
-    return SearchResult(family, search.best_estimator_, best_params, table, summary, timing)
+    return SearchResult(family, search.best_estimator_, best_params, table, summary, timing, oof_proba)
 
 
 def _search_one(family: str, grid: dict[str, list], X: sp.csr_matrix, y: np.ndarray, config: TrainConfig,
-                resampling: ResamplingConfig) -> tuple[GridSearchCV, dict]:
-    """One GridSearchCV with one resampling strategy; the fitted search and its timing."""
+                resampling: ResamplingConfig) -> tuple[GridSearchCV, dict, np.ndarray]:
+    """One GridSearchCV with one resampling strategy; the fitted search, its timing and the
+    best candidate's out-of-fold probabilities."""
     _check_folds(y, config.cv_folds, resampling)
     _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
     fit_params = {}
@@ -248,18 +297,20 @@ def _search_one(family: str, grid: dict[str, list], X: sp.csr_matrix, y: np.ndar
         on_dask = config.backend == "dask"
         bar = tqdm(total=n_candidates * config.cv_folds, desc=f"{family} CV fits ({resampling.strategy})",
                    unit="fit", disable=True if on_dask else None, leave=False)
+        folds = list(StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(X, y))
+        out_of_fold = _OutOfFold(X, folds, list(grid))
         search = GridSearchCV(
             pipeline,
             param_grid=grid,
             # the ticking scorer holds a lock and a terminal: it cannot travel to Dask workers
-            scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, bar),
-            cv=StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed),
+            scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, bar, out_of_fold),
+            cv=folds,
             n_jobs=config.n_jobs,
             refit=True,
             error_score="raise",
         )
         started = time.perf_counter()
-        with bar, (_fits_on_dask(config) if on_dask else _one_thread_per_fit()):
+        with bar, fits_in_parallel(config):
             search.fit(X, y, **fit_params)
         timing = {
             "search_seconds": round(time.perf_counter() - started, 2),
@@ -269,4 +320,10 @@ def _search_one(family: str, grid: dict[str, list], X: sp.csr_matrix, y: np.ndar
             "fits": n_candidates * config.cv_folds + 1,
         }
         search.best_estimator_.set_params(memory=None)
-    return search, timing
+        if on_dask:  # the scorers ran on the workers: fit the best candidate once per fold
+            with fits_in_parallel(config):
+                oof_proba = cross_val_predict(clone(search.best_estimator_), X, y, cv=folds,
+                                              method="predict_proba", params=fit_params, n_jobs=config.n_jobs)
+        else:
+            oof_proba = out_of_fold.of(search.best_params_, len(y))
+    return search, timing, oof_proba

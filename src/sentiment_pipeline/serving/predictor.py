@@ -119,6 +119,10 @@ def _sklearn_predict(model, cleaned: list[str], classes: list[str]) -> tuple[np.
     (TF-IDF is most of the cost): the same steps on the same arrays, so the same bits."""
     features = model[:-1].transform(cleaned)
     classifier = model[-1]
+    if hasattr(classifier, "predict_with_proba"):  # the ensemble: its members run once, not twice
+        labels, raw = classifier.predict_with_proba(features)
+        return (np.asarray(labels, dtype=np.int64),
+                in_class_order(np.asarray(raw, dtype=float), list(classifier.classes_), classes))
     label_index = np.asarray(classifier.predict(features), dtype=np.int64)
     return label_index, predicted_probabilities(classifier, features, classes)
 

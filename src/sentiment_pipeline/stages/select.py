@@ -1,20 +1,26 @@
 import joblib
+import pandas as pd
 
 from sentiment_pipeline import kernels, paths
-from sentiment_pipeline.config import FAMILY_GRIDS
+from sentiment_pipeline.config import CANDIDATE_FAMILIES
 from sentiment_pipeline.features import n_features_out
 from sentiment_pipeline.files import atomic_path, file_md5, read_json, write_joblib, write_json
-from sentiment_pipeline.select import choose_family, cv_comparison_rows, final_model, fit_time_rows, model_card
+from sentiment_pipeline.select import (choose_family, cv_comparison_rows, ensemble_details, final_model,
+                                      fit_time_rows, model_card)
 
 
 def run() -> None:
-    summaries = [read_json(paths.cv_summary(family)) for family in FAMILY_GRIDS]
+    summaries = [read_json(paths.cv_summary(family)) for family in CANDIDATE_FAMILIES]
     best = choose_family(summaries)
     vectorizer = joblib.load(paths.VECTORIZER_FILE)
     candidate = joblib.load(paths.candidate_dir(best["family"]) / "model.joblib")
     classes = read_json(paths.FEATURES_DIR / "classes.json")
     card = model_card(best, summaries, classes, file_md5(paths.TRAIN_FILE),
                       n_features=n_features_out(vectorizer))
+    if best["family"] == "ensemble":
+        by_family = {s["family"]: s for s in summaries}
+        table = pd.read_csv(paths.candidate_dir("ensemble") / "cv_results.csv")
+        card["ensemble"] = ensemble_details(best, [by_family[m] for m in best["best_params"]["members"]], table)
     with atomic_path(paths.FINAL_DIR) as out:
         out.mkdir()
         write_joblib(final_model(vectorizer, candidate), out / "model.joblib")

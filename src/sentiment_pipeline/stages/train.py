@@ -1,3 +1,5 @@
+import numpy as np
+
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import load_params
 from sentiment_pipeline.features import FeatureSet
@@ -16,5 +18,6 @@ def run(family: str, params_file=paths.PARAMS) -> None:
         out.mkdir()
         write_joblib(result.best_estimator, out / "model.joblib")
         write_csv(result.cv_table, out / "cv_results.csv")
+        np.save(out / "oof_proba.npy", result.oof_proba)
     write_json(result.summary, paths.cv_summary(family))
     write_json(result.timing, paths.train_timing(family))

@@ -1,0 +1,217 @@
+"""The ensemble family: other families' best candidates combined by soft voting or stacking.
+
+Scored on the same K folds as every family's search, from out-of-fold probabilities: each
+member is refitted on the training folds with the hyperparameters its own search chose and
+predicts the validation fold. Stacking's meta-learner is fitted on out-of-fold probabilities
+only (never on a member's predictions for rows it was fitted on), and in CV on the other folds'
+rows. The members' hyperparameters were chosen by CV on these folds, so the ensemble's CV
+score is as optimistic as the members' own best scores, and no more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+
+from sentiment_pipeline.config import EnsembleConfig, TrainConfig
+from sentiment_pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Probabilities are clipped here before the log: a member certain of a class must not give
+# the meta-learner an infinite feature.
+_MIN_PROBABILITY = 1e-6
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One candidate of the ensemble's grid."""
+
+    method: str
+    prior_power: float | None = None  # soft_vote
+    meta_C: float | None = None  # stacking
+
+    def params(self) -> dict:
+        knob = {"prior_power": self.prior_power} if self.method == "soft_vote" else {"meta_C": self.meta_C}
+        return {"method": self.method, **knob}
+
+
+def combinations(config: EnsembleConfig) -> list[Combination]:
+    """Every candidate of ``train.ensemble``, in the order params.yaml lists them."""
+    found = []
+    for method in config.method:
+        if method == "soft_vote":
+            found += [Combination(method, prior_power=power) for power in config.prior_power]
+        else:
+            found += [Combination(method, meta_C=c) for c in config.meta_C]
+    return found
+
+
+def class_shares(y: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.bincount(y, minlength=n_classes) / len(y)
+
+
+def soft_vote(probas: list[np.ndarray], shares: np.ndarray, prior_power: float) -> np.ndarray:
+    """The members' mean probability per class, divided by the class's training share to
+    ``prior_power`` and renormalised: 0 keeps the training prior, 1 treats classes as balanced."""
+    mean = np.mean(probas, axis=0) / shares ** prior_power
+    return mean / mean.sum(axis=1, keepdims=True)
+
+
+def stacking_features(probas: list[np.ndarray]) -> np.ndarray:
+    return np.log(np.clip(np.hstack(probas), _MIN_PROBABILITY, 1.0))
+
+
+def fit_meta_learner(probas: list[np.ndarray], y: np.ndarray, meta_C: float, seed: int):
+    from sklearn.linear_model import LogisticRegression
+
+    meta = LogisticRegression(C=meta_C, class_weight="balanced", max_iter=1000, random_state=seed)
+    return meta.fit(stacking_features(probas), y)
+
+
+class EnsembleClassifier(ClassifierMixin, BaseEstimator):
+    """Member estimators (each ``select -> classifier``) whose probabilities are combined.
+
+    ``fit`` fits clones of the members on X and, for stacking, the meta-learner on their
+    out-of-fold probabilities from ``cv`` stratified folds. The ensemble stage builds the
+    same object from members already fitted by their own stages (``from_fitted``)."""
+
+    def __init__(self, members=(), method: str = "soft_vote", prior_power: float = 0.0,
+                 meta_C: float = 1.0, cv: int = 5, random_state: int | None = None):
+        self.members = members
+        self.method = method
+        self.prior_power = prior_power
+        self.meta_C = meta_C
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        y = np.asarray(y)
+        params = {} if sample_weight is None else {"clf__sample_weight": np.asarray(sample_weight)}
+        oof = None
+        if self.method == "stacking":
+            folds = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state)
+            oof = [cross_val_predict(clone(m), X, y, cv=folds, method="predict_proba", params=params)
+                   for m in self.members]
+        fitted = [clone(m).fit(X, y, **params) for m in self.members]
+        return self._set_fitted(fitted, y, oof)
+
+    @classmethod
+    def from_fitted(cls, members: list, combination: Combination, y: np.ndarray,
+                    oof: list[np.ndarray], seed: int) -> EnsembleClassifier:
+        """The ensemble of members fitted on all of ``y``'s rows; ``oof`` are their out-of-fold
+        probabilities for those rows (stacking's training data)."""
+        params = combination.params()
+        ensemble = cls(members=members, random_state=seed, **{k: v for k, v in params.items()})
+        return ensemble._set_fitted(members, np.asarray(y), oof)
+
+    def _set_fitted(self, fitted: list, y: np.ndarray, oof: list[np.ndarray] | None):
+        if self.method not in ("soft_vote", "stacking"):
+            raise ValueError(f"method must be 'soft_vote' or 'stacking', got {self.method!r}")
+        self.members_ = fitted
+        self.classes_ = np.asarray(fitted[0].classes_)
+        self.shares_ = class_shares(np.searchsorted(self.classes_, y), len(self.classes_))
+        self.meta_ = (fit_meta_learner(oof, np.searchsorted(self.classes_, y), self.meta_C, self.random_state)
+                      if self.method == "stacking" else None)
+        return self
+
+    def predict_proba(self, X):
+        return self.combine([member.predict_proba(X) for member in self.members_])
+
+    def combine(self, probas: list[np.ndarray]) -> np.ndarray:
+        """The ensemble's probabilities from its members' (in ``members_`` order)."""
+        if self.meta_ is not None:
+            return self.meta_.predict_proba(stacking_features(probas))
+        return soft_vote(probas, self.shares_, self.prior_power)
+
+    def predict(self, X):
+        return self.predict_with_proba(X)[0]
+
+    def predict_with_proba(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` and ``predict_proba`` from one pass through the members (serving)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)], proba
+
+
+def prediction_pipeline(candidate) -> Pipeline:
+    """A family's fitted candidate without its resampling step, which acts during fit only."""
+    return Pipeline([("select", candidate.named_steps["select"]), ("clf", candidate.named_steps["clf"])])
+
+
+def _fold_scores(combination: Combination, oof: list[np.ndarray], y: np.ndarray, folds: list,
+                 n_classes: int, seed: int) -> list[float]:
+    scores = []
+    for train, valid in folds:
+        probas = [p[valid] for p in oof]
+        if combination.method == "soft_vote":
+            combined = soft_vote(probas, class_shares(y[train], n_classes), combination.prior_power)
+        else:
+            meta = fit_meta_learner([p[train] for p in oof], y[train], combination.meta_C, seed)
+            combined = meta.predict_proba(stacking_features(probas))
+        scores.append(f1_score(y[valid], np.argmax(combined, axis=1), average="macro"))
+    return scores
+
+
+@dataclass
+class EnsembleResult:
+    estimator: EnsembleClassifier
+    cv_table: pd.DataFrame
+    summary: dict
+    timing: dict  # measured seconds, apart from the summary (they differ run to run)
+
+
+def search_ensemble(config: EnsembleConfig, train: TrainConfig, candidates: list, oof: list[np.ndarray],
+                    y: np.ndarray) -> EnsembleResult:
+    """Score every combination of ``config`` by CV on the members' out-of-fold probabilities
+    (``oof``, from their own searches, on the folds of ``train``) and build the best one from
+    the members' ``candidates``, fitted on all rows by their stages."""
+    started = time.perf_counter()
+    y = np.asarray(y)
+    if any(p.shape[0] != len(y) for p in oof):
+        raise DataError("train.ensemble.members: out-of-fold probabilities do not match the training "
+                        "split (re-run the members' train stages: dvc repro)")
+    n_classes = int(y.max()) + 1
+    folds = list(StratifiedKFold(train.cv_folds, shuffle=True, random_state=train.seed).split(np.zeros(len(y)), y))
+    found = combinations(config)
+    rows = []
+    for combination in found:
+        scores = _fold_scores(combination, oof, y, folds, n_classes, train.seed)
+        rows.append({"method": combination.method, "prior_power": combination.prior_power,
+                     "meta_C": combination.meta_C,
+                     **{f"split{i}_f1_macro": s for i, s in enumerate(scores)},
+                     "mean_f1_macro": float(np.mean(scores)), "std_f1_macro": float(np.std(scores))})
+    table = pd.DataFrame(rows)
+    # ranked as GridSearchCV ranks: ties share the smaller rank, and the first listed wins
+    table["rank"] = table["mean_f1_macro"].rank(method="min", ascending=False).astype(int)
+    best_index = int(np.argmax(table["mean_f1_macro"].to_numpy()))
+    best = found[best_index]
+    members = [prediction_pipeline(c) for c in candidates]
+    estimator = EnsembleClassifier.from_fitted(members, best, y, oof, train.seed)
+    member_scores = {m: float(f1_score(y, np.argmax(p, axis=1), average="macro"))
+                     for m, p in zip(config.members, oof)}
+    summary = {
+        "family": "ensemble",
+        "cv_f1_macro_mean": float(table["mean_f1_macro"][best_index]),
+        "cv_f1_macro_std": float(table["std_f1_macro"][best_index]),
+        "n_candidates": len(found),
+        "cv_folds": train.cv_folds,
+        "best_params": {**best.params(), "members": list(config.members)},
+        # each member's out-of-fold macro-F1 from the argmax of its probabilities (the linear
+        # SVM predicts from its margins instead, so its own CV score differs)
+        "member_oof_f1_macro": member_scores,
+    }
+    # nothing is fitted but stacking's meta-learner: the members' fits are their searches'
+    timing = {"search_seconds": round(time.perf_counter() - started, 2), "mean_fit_seconds": 0.0,
+              "best_fit_seconds": 0.0, "refit_seconds": 0.0, "fits": 0}
+    table = table.sort_values(["rank"], kind="stable").reset_index(drop=True)
+    log.info("ensemble: best CV macro-F1 %.4f +/- %.4f with %s", summary["cv_f1_macro_mean"],
+             summary["cv_f1_macro_std"], summary["best_params"])
+    return EnsembleResult(estimator, table, summary, timing)

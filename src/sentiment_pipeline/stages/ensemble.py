@@ -1,0 +1,25 @@
+import joblib
+import numpy as np
+from imblearn.pipeline import Pipeline
+
+from sentiment_pipeline import paths
+from sentiment_pipeline.config import load_params
+from sentiment_pipeline.ensemble import search_ensemble
+from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write_json
+
+
+def run(params_file=paths.PARAMS) -> None:
+    params = load_params(params_file)
+    members = params.train.ensemble.members
+    candidates = [joblib.load(paths.candidate_dir(m) / "model.joblib") for m in members]
+    oof = [np.load(paths.candidate_dir(m) / "oof_proba.npy") for m in members]
+    y_train = np.load(paths.FEATURES_DIR / "y_train.npy")
+    result = search_ensemble(params.train.ensemble, params.train, candidates, oof, y_train)
+    # the shape of every family's candidate: select -> resample -> clf (both pass through here)
+    candidate = Pipeline([("select", "passthrough"), ("resample", "passthrough"), ("clf", result.estimator)])
+    with atomic_path(paths.candidate_dir("ensemble")) as out:
+        out.mkdir()
+        write_joblib(candidate, out / "model.joblib")
+        write_csv(result.cv_table, out / "cv_results.csv")
+    write_json(result.summary, paths.cv_summary("ensemble"))
+    write_json(result.timing, paths.train_timing("ensemble"))

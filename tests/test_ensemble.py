@@ -1,0 +1,163 @@
+"""The ensemble family: out-of-fold probabilities, its CV on them, and the fitted ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.utils.class_weight import compute_sample_weight
+
+from sentiment_pipeline import ensemble
+from sentiment_pipeline.config import EnsembleConfig, FeaturizeConfig, Params, ResamplingConfig, TrainConfig
+from sentiment_pipeline.ensemble import EnsembleClassifier, prediction_pipeline, search_ensemble, soft_vote
+from sentiment_pipeline.errors import ConfigError, DataError
+from sentiment_pipeline.features import featurize
+from sentiment_pipeline.train import fits_in_parallel, grid_search
+
+TRAIN = TrainConfig(cv_folds=3, n_jobs=2)
+MEMBERS = ("linear_svm", "logreg", "naive_bayes")
+
+
+@pytest.fixture(scope="module")
+def features(airline_sample):
+    data = airline_sample.assign(text=airline_sample["text"].str.lower())
+    return featurize(data.iloc[:240], data.iloc[240:], FeaturizeConfig(min_df=1))[1]
+
+
+@pytest.fixture(scope="module")
+def searches(features):
+    grids = {"linear_svm": {"clf__C": [0.2, 0.4], "clf__calibration_folds": [2]},
+             "logreg": {"clf__C": [0.5, 1.0], "clf__solver": ["newton-cg"]},
+             "naive_bayes": {"clf__alpha": [0.1, 0.3]}}
+    return {family: grid_search(family, grids[family], features.X_train, features.y_train, TRAIN,
+                                ResamplingConfig(strategy="class_weight"))
+            for family in MEMBERS}
+
+
+def _folds(y):
+    return list(StratifiedKFold(TRAIN.cv_folds, shuffle=True, random_state=TRAIN.seed).split(np.zeros(len(y)), y))
+
+
+@pytest.mark.parametrize("family", MEMBERS)
+def test_the_searchs_out_of_fold_probabilities_are_the_best_candidate_refitted_per_fold(features, searches, family):
+    X, y = features.X_train, features.y_train
+    result = searches[family]
+    with fits_in_parallel(TRAIN):  # one BLAS thread per fit, as in the search: the same sums
+        refitted = cross_val_predict(clone(result.best_estimator), X, y, cv=_folds(y), method="predict_proba",
+                                     params={"clf__sample_weight": compute_sample_weight("balanced", y)})
+    assert np.array_equal(result.oof_proba, refitted)
+    if family != "linear_svm":  # its predictions come from margins, not from the probabilities
+        fold_scores = [f1_score(y[valid], result.oof_proba[valid].argmax(1), average="macro")
+                       for _, valid in _folds(y)]
+        assert np.mean(fold_scores) == pytest.approx(result.summary["cv_f1_macro_mean"], abs=1e-12)
+
+
+def _search(searches, y, **config):
+    config = EnsembleConfig(**{"members": list(MEMBERS), **config})
+    return search_ensemble(config, TRAIN, [searches[m].best_estimator for m in config.members],
+                           [searches[m].oof_proba for m in config.members], y)
+
+
+def test_every_combination_is_scored_per_fold_and_the_best_wins(features, searches):
+    y = features.y_train
+    result = _search(searches, y, method=["soft_vote", "stacking"], prior_power=[0.0, 1.0], meta_C=[0.5])
+    table = result.cv_table
+    assert len(table) == result.summary["n_candidates"] == 3
+    assert table["mean_f1_macro"].iloc[0] == table["mean_f1_macro"].max() == result.summary["cv_f1_macro_mean"]
+    # the soft vote with no prior adjustment, scored by hand from the members' probabilities
+    row = table[(table["method"] == "soft_vote") & (table["prior_power"] == 0.0)].iloc[0]
+    for k, (train, valid) in enumerate(_folds(y)):
+        vote = np.mean([searches[m].oof_proba[valid] for m in MEMBERS], axis=0)
+        assert row[f"split{k}_f1_macro"] == pytest.approx(f1_score(y[valid], vote.argmax(1), average="macro"))
+    assert result.summary["best_params"]["members"] == list(MEMBERS)
+
+
+def test_stackings_meta_learner_sees_other_folds_rows_in_cv_and_every_row_once_fitted(features, searches, monkeypatch):
+    y = features.y_train
+    seen = []
+    real = ensemble.fit_meta_learner
+
+    def recording(probas, labels, meta_C, seed):
+        seen.append(len(labels))
+        return real(probas, labels, meta_C, seed)
+
+    monkeypatch.setattr(ensemble, "fit_meta_learner", recording)
+    result = _search(searches, y, method=["stacking"])
+    assert seen[:-1] == [len(train) for train, _ in _folds(y)] and seen[-1] == len(y)
+    assert result.summary["best_params"] == {"method": "stacking", "meta_C": 1.0, "members": list(MEMBERS)}
+
+
+def test_the_fitted_ensemble_is_the_members_fitted_on_all_rows(features, searches):
+    X, y = features.X_train, features.y_train
+    result = _search(searches, y, method=["soft_vote"], prior_power=[0.5])
+    model = result.estimator
+    # the same as fitting the ensemble from scratch: the members' refits are deterministic
+    members = [prediction_pipeline(searches[m].best_estimator) for m in MEMBERS]
+    fresh = EnsembleClassifier(members=[clone(m) for m in members], prior_power=0.5, random_state=TRAIN.seed)
+    with fits_in_parallel(TRAIN):
+        fresh.fit(X, y, sample_weight=compute_sample_weight("balanced", y))
+    assert np.array_equal(model.predict_proba(features.X_test), fresh.predict_proba(features.X_test))
+    labels, proba = model.predict_with_proba(features.X_test)
+    assert np.array_equal(labels, model.predict(features.X_test)) and np.array_equal(labels, proba.argmax(1))
+    assert np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_prior_power_one_divides_by_the_training_shares():
+    probas = [np.array([[0.6, 0.3, 0.1]]), np.array([[0.4, 0.4, 0.2]])]
+    shares = np.array([0.6, 0.3, 0.1])
+    assert np.allclose(soft_vote(probas, shares, 0.0), [[0.5, 0.35, 0.15]])
+    balanced = soft_vote(probas, shares, 1.0)
+    assert np.allclose(balanced, np.array([[0.5 / 0.6, 0.35 / 0.3, 0.15 / 0.1]]) / (0.5 / 0.6 + 0.35 / 0.3 + 1.5))
+    assert balanced.argmax() == 2
+
+
+def test_probabilities_of_another_split_are_refused(searches, features):
+    with pytest.raises(DataError, match="out-of-fold probabilities do not match"):
+        _search(searches, features.y_train[:-1])
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"members": ["logreg"]}, "train.ensemble.members"),
+    ({"members": ["logreg", "logreg"]}, "must be distinct"),
+    ({"members": ["logreg", "svm"]}, "train.ensemble.members"),
+    ({"method": ["voting"]}, "train.ensemble.method"),
+    ({"prior_power": [1.5]}, "train.ensemble.prior_power"),
+])
+def test_bad_ensemble_params_name_the_key(tmp_path, section, message):
+    from sentiment_pipeline.config import load_params
+
+    import yaml
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {"ensemble": section}}))
+    with pytest.raises(ConfigError, match=message):
+        load_params(params)
+
+
+def test_the_committed_params_describe_a_valid_ensemble():
+    from sentiment_pipeline import paths
+    from sentiment_pipeline.config import load_params
+    from tests.conftest import PROJECT_ROOT
+
+    config = load_params(PROJECT_ROOT / paths.PARAMS).train.ensemble
+    assert len(config.members) >= 2 and ensemble.combinations(config)
+    assert Params().train.ensemble.members  # a params file without the section gets an ensemble too
+
+
+def test_the_model_card_shows_a_selected_ensembles_members_and_combinations(features, searches):
+    from sentiment_pipeline.model_card import render_model_card
+    from sentiment_pipeline.select import ensemble_details
+
+    result = _search(searches, features.y_train, method=["soft_vote", "stacking"], prior_power=[0.0, 0.5])
+    members = [searches[m].summary for m in MEMBERS]
+    card = {"family": "ensemble", "params": result.summary["best_params"], "cv_folds": 3,
+            "classes": ["negative", "neutral", "positive"], "ensemble": ensemble_details(result.summary, members, result.cv_table),
+            "candidates": {"ensemble": {"cv_f1_macro_mean": result.summary["cv_f1_macro_mean"], "cv_f1_macro_std": 0.01}}}
+    markdown = render_model_card(card=card, test={"accuracy": 0.8, "f1_macro": 0.7, "per_class": {}})
+    assert "**Ensemble members**" in markdown and "**Ensemble combinations**" in markdown
+    for family in MEMBERS:
+        assert f"| {family} |" in markdown
+    assert "| soft_vote | prior_power=0.5 |" in markdown and "| stacking | meta_C=1 |" in markdown
+    assert "How the defaults were chosen" in markdown
