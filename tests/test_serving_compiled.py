@@ -19,13 +19,17 @@ from sentiment_pipeline.serving.predictor import Predictor, _sklearn_predict
 from sentiment_pipeline.text import TextNormalizer
 
 
-def _fitted(texts, labels, *, k="all", char=False, clf=None):
+def _vectorized(texts, labels, char: bool):
+    """The cleaner, the fitted vectorizer, X, y and the class names of ``texts``."""
     normalizer = TextNormalizer(CleaningConfig(), frozenset())
-    cleaned = [normalizer(t) for t in texts]
     vectorizer = build_vectorizer(FeaturizeConfig(char_ngrams=char, min_df=1))
-    X = vectorizer.fit_transform(cleaned)
+    X = vectorizer.fit_transform([normalizer(t) for t in texts])
     classes = sorted(set(labels))
-    y = np.array([classes.index(label) for label in labels])
+    return normalizer, vectorizer, X, np.array([classes.index(label) for label in labels]), classes
+
+
+def _fitted(texts, labels, *, k="all", char=False, clf=None):
+    normalizer, vectorizer, X, y, classes = _vectorized(texts, labels, char)
     select = SelectKBest(chi2, k=k).fit(X, y)
     clf = (clf or CalibratedLinearSVC(random_state=0)).fit(select.transform(X), y)
     model = Pipeline([("tfidf", vectorizer), ("select", select), ("clf", clf)])
@@ -97,12 +101,7 @@ def _fitted_ensemble(texts, labels, method="soft_vote"):
     from sentiment_pipeline.ensemble import EnsembleClassifier
     from sentiment_pipeline.models import NaiveBayes
 
-    normalizer = TextNormalizer(CleaningConfig(), frozenset())
-    cleaned = [normalizer(t) for t in texts]
-    vectorizer = build_vectorizer(FeaturizeConfig(char_ngrams=True, min_df=1))
-    X = vectorizer.fit_transform(cleaned)
-    classes = sorted(set(labels))
-    y = np.array([classes.index(label) for label in labels])
+    normalizer, vectorizer, X, y, classes = _vectorized(texts, labels, char=True)
     members = [Pipeline([("select", SelectKBest(chi2, k=300)), ("clf", CalibratedLinearSVC(random_state=0))]),
                Pipeline([("select", SelectKBest(chi2, k="all")), ("clf", NaiveBayes(alpha=0.1))]),
                Pipeline([("select", SelectKBest(chi2, k=200)),

@@ -109,8 +109,7 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
                     oof: list[np.ndarray], seed: int) -> EnsembleClassifier:
         """The ensemble of members fitted on all of ``y``'s rows; ``oof`` are their out-of-fold
         probabilities for those rows (stacking's training data)."""
-        params = combination.params()
-        ensemble = cls(members=members, random_state=seed, **{k: v for k, v in params.items()})
+        ensemble = cls(members=members, random_state=seed, **combination.params())
         return ensemble._set_fitted(members, np.asarray(y), oof)
 
     def _set_fitted(self, fitted: list, y: np.ndarray, oof: list[np.ndarray] | None):
