@@ -40,11 +40,11 @@ def test_smote_runs_on_training_folds_only(features, monkeypatch):
     result = grid_search("logreg", {"clf__C": [1.0]}, features.X_train, features.y_train,
                          TRAIN, ResamplingConfig(strategy="smote", k_neighbors=3))
     n = features.X_train.shape[0]
-    # three training folds of about 2/3 of the rows, then the refit on all of them;
-    # never a validation fold on its own
-    fold_sizes, refit = RecordingSMOTE.seen[:-1], RecordingSMOTE.seen[-1]
-    assert len(fold_sizes) == 3 and all(abs(size - n * 2 / 3) <= 1 for size in fold_sizes)
-    assert refit == n
+    # three training folds of about 2/3 of the rows and the refit on all of them (a single
+    # candidate's refit runs beside the folds, so in any order); never a validation fold
+    fold_sizes = sorted(RecordingSMOTE.seen)[:-1]
+    assert len(RecordingSMOTE.seen) == 4 and sorted(RecordingSMOTE.seen)[-1] == n
+    assert all(abs(size - n * 2 / 3) <= 1 for size in fold_sizes)
     assert result.best_estimator.predict(features.X_test).shape == (features.X_test.shape[0],)
 
 
@@ -127,6 +127,26 @@ def test_threaded_search_is_deterministic(features, family):
                         ResamplingConfig(strategy="class_weight")) for _ in range(2)]
     assert runs[0].cv_table.equals(runs[1].cv_table)
     assert pickle.dumps(runs[0].best_estimator) == pickle.dumps(runs[1].best_estimator)
+
+
+@pytest.mark.parametrize("strategy", ["class_weight", "smote"])
+def test_a_single_candidate_refit_beside_the_folds_is_gridsearchcvs_refit(features, strategy):
+    """One candidate: its refit runs beside the folds; the model, scores and out-of-fold
+    probabilities are those of GridSearchCV(refit=True) on the same folds, bit for bit."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y, train = features.X_train, features.y_train, TrainConfig(cv_folds=3, n_jobs=2)
+    resampling = ResamplingConfig(strategy=strategy, k_neighbors=3)
+    grid = {"clf__C": [0.5]}
+    ours = grid_search("logreg", grid, X, y, train, resampling)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=train.seed).split(X, y))
+    fit_params = {"clf__sample_weight": compute_sample_weight("balanced", y)} if strategy == "class_weight" else {}
+    reference = GridSearchCV(build_pipeline("logreg", resampling, train.seed), grid, scoring="f1_macro",
+                             cv=folds, refit=True).fit(X, y, **fit_params)
+    assert pickle.dumps(ours.best_estimator) == pickle.dumps(reference.best_estimator_)
+    assert ours.summary["cv_f1_macro_mean"] == reference.best_score_
+    assert ours.timing["refit_seconds"] > 0 and ours.timing["fits"] == 3 + 1
 
 
 def test_calibration_folds_are_checked_against_the_smallest_class(features):

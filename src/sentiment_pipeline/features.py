@@ -113,10 +113,12 @@ class FeatureSet:
     FILES = ("X_train.npz", "y_train.npy", "X_test.npz", "y_test.npy", "classes.json")
 
     def save(self, directory: Path) -> None:
+        # Stored, not deflated: compressing took 1.5 s of the stage and every reader paid 0.1 s to
+        # inflate, for 35% fewer bytes in the DVC cache.
         with atomic_path(directory) as tmp:
             tmp.mkdir()
-            sp.save_npz(tmp / "X_train.npz", self.X_train, compressed=True)
-            sp.save_npz(tmp / "X_test.npz", self.X_test, compressed=True)
+            sp.save_npz(tmp / "X_train.npz", self.X_train, compressed=False)
+            sp.save_npz(tmp / "X_test.npz", self.X_test, compressed=False)
             np.save(tmp / "y_train.npy", self.y_train)
             np.save(tmp / "y_test.npy", self.y_test)
             write_json(self.classes, tmp / "classes.json")

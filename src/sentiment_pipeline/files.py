@@ -68,8 +68,10 @@ def iter_csv(path: Path | str, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 def write_joblib(obj: Any, target: Path | str) -> None:
+    # Uncompressed: zlib doubled the time to write the final model (0.43 -> 0.70 s) and added
+    # 45% to every load (the served model's included) for a third fewer bytes.
     with atomic_path(target) as tmp:
-        joblib.dump(obj, tmp, compress=3)
+        joblib.dump(obj, tmp, compress=0)
 
 
 def file_md5(path: Path | str) -> str:

@@ -245,7 +245,8 @@ class ArrowSpool:
 # ------------------------------------------------------------------ sparse output
 class CsrNpzWriter:
     """A CSR matrix written row block by row block into an ``.npz`` that ``scipy.sparse.load_npz``
-    reads (the members ``save_npz`` writes, deflate-compressed); peak memory is one block."""
+    reads (the members ``save_npz`` writes, stored as FeatureSet.save stores them); peak memory is
+    one block."""
 
     def __init__(self, n_columns: int, scratch: Path) -> None:
         self.n_columns = n_columns
@@ -278,7 +279,7 @@ class CsrNpzWriter:
                 np.cumsum(np.concatenate(self._row_nnz), out=indptr[1:])
             index_dtype = np.int32 if self.nnz <= np.iinfo(np.int32).max else np.int64
             data_dtype = self.data_dtype or np.dtype(np.float64)
-            with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
                 self._member(archive, "indices", self.directory / "indices.bin", np.int32, self.nnz,
                              convert_to=index_dtype)
                 self._array(archive, "indptr", indptr.astype(index_dtype))
