@@ -69,14 +69,18 @@ def test_other_families_keep_scikit_learn(airline_sample):
     assert np.array_equal(result.label_index, model.predict([normalizer(t) for t in airline_sample["text"][:20]]))
 
 
-def test_predictor_uses_the_compiled_path_and_matches(airline_sample):
-    model, normalizer, classes = _fitted(airline_sample["text"][:200], airline_sample["label"][:200].tolist())
+def _assert_predictor_compiles_and_matches(model, normalizer, classes, texts):
+    """The Predictor takes the compiled path, and its answers are scikit-learn's bit for bit."""
     predictor = Predictor(model, normalizer, classes, {})
     assert predictor.compiled is not None
-    texts = list(airline_sample["text"][200:])
     result = predictor.predict(texts)
     labels, proba = _sklearn_predict(model, predictor.clean(texts), classes)
     assert np.array_equal(result.label_index, labels) and np.array_equal(result.probabilities, proba)
+
+
+def test_predictor_uses_the_compiled_path_and_matches(airline_sample):
+    model, normalizer, classes = _fitted(airline_sample["text"][:200], airline_sample["label"][:200].tolist())
+    _assert_predictor_compiles_and_matches(model, normalizer, classes, list(airline_sample["text"][200:]))
 
 
 def test_a_compiled_path_that_disagrees_is_not_used(airline_sample, monkeypatch, caplog):
@@ -120,9 +124,4 @@ def test_the_compiled_ensemble_equals_sklearn_bit_for_bit(airline_sample, method
     labels, proba = compiled.predict_with_proba(held_out)
     assert np.array_equal(labels, model.predict(held_out))
     assert np.array_equal(proba, model.predict_proba(held_out))
-    predictor = Predictor(model, normalizer, classes, {})
-    assert predictor.compiled is not None
-    texts = list(airline_sample["text"][200:])
-    result = predictor.predict(texts)
-    sk_labels, sk_proba = _sklearn_predict(model, predictor.clean(texts), classes)
-    assert np.array_equal(result.label_index, sk_labels) and np.array_equal(result.probabilities, sk_proba)
+    _assert_predictor_compiles_and_matches(model, normalizer, classes, list(airline_sample["text"][200:]))

@@ -289,11 +289,7 @@ def _search_beside_refit(search: GridSearchCV, params: dict, X, y, fit_params: d
     the folds; ``best_estimator_`` and ``refit_time_`` are then set as refit=True sets them."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit") as pool:
         refit = pool.submit(_timed_refit, search.estimator, params, X, y, fit_params)
-        try:
-            search.fit(X, y, **fit_params)
-        except BaseException:
-            refit.cancel()
-            raise
+        search.fit(X, y, **fit_params)
         search.best_estimator_, search.refit_time_ = refit.result()
 
 
@@ -339,18 +335,18 @@ def _search_one(family: str, grid: dict[str, list], X: sp.csr_matrix, y: np.ndar
                 _search_beside_refit(search, ParameterGrid(grid)[0], X, y, fit_params)
             else:
                 search.fit(X, y, **fit_params)
+            search_seconds = round(time.perf_counter() - started, 2)
+            search.best_estimator_.set_params(memory=None)
+            if on_dask:  # the scorers ran on the workers: fit the best candidate once per fold
+                oof_proba = cross_val_predict(clone(search.best_estimator_), X, y, cv=folds,
+                                              method="predict_proba", params=fit_params, n_jobs=config.n_jobs)
+            else:
+                oof_proba = out_of_fold.of(search.best_params_, len(y))
         timing = {
-            "search_seconds": round(time.perf_counter() - started, 2),
+            "search_seconds": search_seconds,
             "mean_fit_seconds": round(float(np.mean(search.cv_results_["mean_fit_time"])), 3),
             "best_fit_seconds": round(float(search.cv_results_["mean_fit_time"][search.best_index_]), 3),
             "refit_seconds": round(float(search.refit_time_), 3),
             "fits": n_candidates * config.cv_folds + 1,
         }
-        search.best_estimator_.set_params(memory=None)
-        if on_dask:  # the scorers ran on the workers: fit the best candidate once per fold
-            with fits_in_parallel(config):
-                oof_proba = cross_val_predict(clone(search.best_estimator_), X, y, cv=folds,
-                                              method="predict_proba", params=fit_params, n_jobs=config.n_jobs)
-        else:
-            oof_proba = out_of_fold.of(search.best_params_, len(y))
     return search, timing, oof_proba
