@@ -47,7 +47,7 @@ def main() -> None:
     rows = []
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         dask_config = params.train.model_copy(update={"backend": "dask", "scheduler_address": cluster.scheduler_address})
-        for family in type(params.train.families).model_fields:
+        for family in params.train.families.enabled():
             grid = params.train.families.grid(family).as_param_grid()
             timings = {"local": [], "dask": []}
             results = {}

@@ -22,6 +22,14 @@ def test_unknown_family_is_named(tmp_path):
     assert "unknown model family 'svm'" in result.stderr
 
 
+def test_a_family_the_params_file_does_not_list_is_named_before_any_work(tmp_path):
+    (tmp_path / "params.yaml").write_text("train:\n  families:\n    logreg: {}\n    naive_bayes: {}\n")
+    result = run_cli("train", "--family", "random_forest", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "train.families has no 'random_forest' section, so it is not trained" in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
 def test_missing_input_file_leaves_no_output(tmp_path):
     (tmp_path / "params.yaml").write_text("download:\n  source: file\n  path: nowhere.csv\n")
     result = run_cli("download", cwd=tmp_path)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_pipeline.config import Params, load_params, load_yaml
+from sentiment_pipeline.config import FAMILY_GRIDS, Params, load_params, load_yaml
 from sentiment_pipeline.errors import ConfigError
 
 from .conftest import PROJECT_ROOT
@@ -33,6 +33,27 @@ def test_yaml_12_numbers_load_as_numbers(tmp_path, literal, expected):
 def test_strings_that_look_almost_numeric_stay_strings(tmp_path):
     data = load_yaml(write(tmp_path, "a: 1e\nb: e5\nc: 1.2.3\nd: sqrt\n"))
     assert data == {"a": "1e", "b": "e5", "c": "1.2.3", "d": "sqrt"}
+
+
+def test_the_families_trained_are_those_the_params_file_lists(tmp_path):
+    project = load_params(PROJECT_ROOT / "params.yaml").train.families
+    assert project.enabled() == ("logreg", "naive_bayes", "xgboost", "linear_svm")
+    assert Params().train.families.enabled() == tuple(FAMILY_GRIDS)  # no section: every family
+    listed = load_params(write(tmp_path, "train:\n  families:\n    random_forest: {}\n    logreg: {}\n"))
+    assert listed.train.families.enabled() == ("logreg", "random_forest")
+    assert listed.train.families.enabled_grid("random_forest").n_estimators == [200]  # the default grid
+    with pytest.raises(ConfigError, match="train.families has no 'xgboost' section"):
+        listed.train.families.enabled_grid("xgboost")
+
+
+def test_ensemble_members_must_be_trained_families(tmp_path):
+    path = write(tmp_path, "train:\n  families:\n    logreg: {}\n    naive_bayes: {}\n"
+                           "  ensemble:\n    members: [logreg, xgboost]\n")
+    params = load_params(path)  # the stages before the ensemble run as listed
+    with pytest.raises(ConfigError, match=r"train.ensemble.members names \['xgboost'\], which train.families"):
+        params.train.ensemble_members()
+    assert load_params(PROJECT_ROOT / "params.yaml").train.ensemble_members() == [
+        "linear_svm", "logreg", "naive_bayes", "xgboost"]
 
 
 def test_exponent_floats_reach_typed_grid(tmp_path):

@@ -122,7 +122,8 @@ def test_changing_one_family_grid_invalidates_only_that_family(repo):
     repo.write_params(params)
     try:
         changed = json.loads(repo.dvc("status", "--json"))
-        assert set(changed) == {"train@naive_bayes"}
+        # select's params name the families it chooses among (train.families as a whole)
+        assert set(changed) == {"train@naive_bayes", "select"}
         log = repo.dvc("repro")
         running = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")}
         assert running == {"train@naive_bayes", "ensemble", "select", "evaluate"}  # NB is a member
@@ -135,11 +136,16 @@ def test_changing_one_family_grid_invalidates_only_that_family(repo):
         repo.dvc("checkout", "--force")
 
 
-def test_exp_run_set_param_with_a_grid_list_and_a_scalar(repo):
+def test_exp_run_set_param_with_a_grid_list_a_scalar_and_a_family_dropped(repo):
     repo.dvc("exp", "run", "--set-param", "train.families.logreg.C=[1e-06,1.5]",
-             "--set-param", "featurize.min_df=1")
+             "--set-param", "featurize.min_df=1", "--set-param", "~train.families.random_forest")
     params = repo.params()
     assert params["featurize"]["min_df"] == 1
+    assert "random_forest" not in params["train"]["families"]
+    # its files from the first run are still there; select chose among the listed families only
+    assert (repo.root / "metrics/cv/random_forest.json").is_file()
+    compared = [row["family"] for row in json.loads((repo.root / "plots/cv_comparison.json").read_text())]
+    assert "random_forest" not in compared and {"logreg", "ensemble"} <= set(compared)
     cv = json.loads((repo.root / "metrics/cv/logreg.json").read_text())
     assert cv["n_candidates"] == 2
     table = (repo.root / "models/candidates/logreg/cv_results.csv").read_text()

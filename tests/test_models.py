@@ -49,3 +49,34 @@ def test_naive_bayes_switches_between_multinomial_and_complement(data):
     assert type(complement.model_).__name__ == "ComplementNB"
     assert multinomial.predict_proba(data.X_test).shape == (data.X_test.shape[0], 3)
     assert np.array_equal(complement.classes_, np.arange(3))
+
+
+@pytest.mark.parametrize("family", ["logreg", "naive_bayes", "linear_svm"])
+def test_without_smote_a_scikit_learn_pipeline_fits_as_imbalanced_learns(data, family):
+    from imblearn.pipeline import Pipeline as ImbPipeline
+    from sklearn.pipeline import Pipeline
+
+    from sentiment_pipeline.config import ResamplingConfig
+    from sentiment_pipeline.models import build_pipeline
+
+    weights = np.where(data.y_train == 0, 2.0, 1.0)
+    ours = build_pipeline(family, ResamplingConfig(strategy="class_weight"), seed=0)
+    assert type(ours) is Pipeline and ours.named_steps["resample"] == "passthrough"
+    ours.fit(data.X_train, data.y_train, clf__sample_weight=weights)
+    reference = ImbPipeline(build_pipeline(family, ResamplingConfig(strategy="class_weight"), seed=0).steps)
+    reference.fit(data.X_train, data.y_train, clf__sample_weight=weights)
+    assert np.array_equal(ours.predict_proba(data.X_test), reference.predict_proba(data.X_test))
+    assert type(build_pipeline(family, ResamplingConfig(strategy="smote"), seed=0)) is ImbPipeline
+
+
+def test_a_stage_without_smote_does_not_import_imbalanced_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys; from sentiment_pipeline.config import ResamplingConfig; "
+            "from sentiment_pipeline.models import build_pipeline; "
+            "build_pipeline('logreg', ResamplingConfig(strategy='class_weight'), 0); "
+            "import sentiment_pipeline.stages.train, sentiment_pipeline.stages.ensemble; "
+            "print('imblearn' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sentiment_pipeline.report import (MARKER, ReportInputs, Snapshot, mermaid_bar_chart,
-                                       metrics_diff_table, render, y_axis_range)
+                                       metrics_diff_table, read_snapshot, render, y_axis_range)
 from sentiment_pipeline.tolerance import Difference
 
 from .pipeline_repo import create_project
@@ -55,6 +55,19 @@ def test_added_and_removed_families_and_metrics():
     md = render(inputs(current=current, metrics_diff_md="| m |\n|--|\n| x |")).markdown
     assert "| xgboost | — | 0.6900 | 0.0100 | new | fixed | 3 |" in md
     assert "| naive_bayes | 0.7000 | — | — | removed | — | — |" in md
+
+
+def test_a_dropped_familys_leftover_files_are_not_reported(tmp_path):
+    summary = {"cv_f1_macro_mean": 0.7, "cv_f1_macro_std": 0.01, "n_candidates": 1}
+    (tmp_path / "metrics/cv").mkdir(parents=True)
+    (tmp_path / "plots").mkdir()
+    for family in ("logreg", "random_forest", "ensemble"):
+        (tmp_path / f"metrics/cv/{family}.json").write_text(json.dumps({"family": family, **summary}))
+    (tmp_path / "plots/cv_comparison.json").write_text(json.dumps(
+        [{"family": f, **summary} for f in ("ensemble", "logreg")]))
+    assert set(read_snapshot(tmp_path, None).cv) == {"logreg", "ensemble"}
+    (tmp_path / "plots/cv_comparison.json").unlink()  # select has not run: every file found
+    assert set(read_snapshot(tmp_path, None).cv) == {"logreg", "random_forest", "ensemble"}
 
 
 def test_nothing_changed_says_so():

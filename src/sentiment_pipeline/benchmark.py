@@ -392,8 +392,11 @@ def load_split(project: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def family_grids(params: dict) -> dict[str, dict]:
-    families = params.get("train", {}).get("families", {})
-    return {family: families.get(family, {}) for family in FAMILIES}
+    """The grids of the families the project trains (every family when none is listed, as in
+    config.FamiliesConfig.enabled)."""
+    families = params.get("train", {}).get("families") or {}
+    listed = [family for family in FAMILIES if family in families] or list(FAMILIES)
+    return {family: families.get(family) or {} for family in listed}
 
 
 @app.command("naive-child", hidden=True)

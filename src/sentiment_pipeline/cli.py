@@ -40,7 +40,7 @@ def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
 
 # Which stage writes what: for the hint when a stage is run by hand before its inputs exist.
 _PRODUCERS = (("data/raw", "download"), ("data/processed", "preprocess"), ("data/features", "featurize"),
-              ("models/vectorizer", "featurize"), ("models/candidates/ensemble", "ensemble"),
+              ("models/vectorizer", "featurize"), ("models/ensemble", "ensemble"),
               ("metrics/cv/ensemble.json", "ensemble"), ("metrics/timing/ensemble.json", "ensemble"),
               ("models/candidates", "train"),
               ("metrics/cv", "train"), ("metrics/timing", "train"), ("models/final", "select"),
@@ -117,11 +117,11 @@ def ensemble(params: Path = ParamsOption) -> None:
 
 
 @app.command()
-def select() -> None:
+def select(params: Path = ParamsOption) -> None:
     """Pick the family with the best mean CV macro-F1 and write the final model."""
     from sentiment_pipeline.stages import select as stage
 
-    _run(stage.run)
+    _run(stage.run, params_file=params)
 
 
 @app.command()

@@ -281,6 +281,10 @@ CANDIDATE_FAMILIES: tuple[str, ...] = (*FAMILY_GRIDS, "ensemble")
 
 
 class FamiliesConfig(_Section):
+    """The grids of the families that are trained: those ``train.families`` lists in the
+    params file, as DVC's ``foreach`` over that section makes one stage per listed family. A
+    family left out is not trained (its grid below is only the default for when it is added)."""
+
     logreg: LogRegGrid = LogRegGrid()
     naive_bayes: NaiveBayesGrid = NaiveBayesGrid()
     random_forest: RandomForestGrid = RandomForestGrid()
@@ -293,6 +297,20 @@ class FamiliesConfig(_Section):
                 f"unknown model family {family!r}; expected one of {sorted(FAMILY_GRIDS)}"
             )
         return getattr(self, family)
+
+    def enabled(self) -> tuple[str, ...]:
+        """The listed families, in FAMILY_GRIDS order; every family when none is listed (no
+        ``train.families`` section: the defaults, as for ``Params()``)."""
+        listed = self.model_fields_set
+        return tuple(family for family in FAMILY_GRIDS if not listed or family in listed)
+
+    def enabled_grid(self, family: str) -> _Grid:
+        """The grid of a family to train; a family the params file leaves out is an error."""
+        grid = self.grid(family)
+        if family not in self.enabled():
+            raise ConfigError(f"train.families has no {family!r} section, so it is not trained; add "
+                              f"one (e.g. '{family}: {{}}' for the default grid) to train it")
+        return grid
 
 
 def _distinct(name: str):
@@ -345,6 +363,15 @@ class TrainConfig(_Section):
         return value
     families: FamiliesConfig = FamiliesConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+
+    def ensemble_members(self) -> list[str]:
+        """``ensemble.members``, each of which must be a trained family. Checked by the ensemble
+        stage, not on load: the stages before it run with any families listed."""
+        missing = [m for m in self.ensemble.members if m not in self.families.enabled()]
+        if missing:
+            raise ConfigError(f"train.ensemble.members names {missing}, which train.families does not "
+                              f"list (trained: {list(self.families.enabled())})")
+        return list(self.ensemble.members)
 
 
 # ---------------------------------------------------------------- report
@@ -452,7 +479,9 @@ def _format_validation_error(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid parameters"]
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
-        lines.append(f"  {where}: {item['msg']} (got {item.get('input')!r})")
+        # a whole section's check (a model validator) would echo the section: the message names it
+        got = "" if isinstance(item.get("input"), dict) else f" (got {item.get('input')!r})"
+        lines.append(f"  {where}: {item['msg']}{got}")
     return "\n".join(lines)
 
 

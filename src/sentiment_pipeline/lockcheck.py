@@ -39,7 +39,8 @@ class StaleLockError(PipelineError):
 
 
 def is_measured(path: str) -> bool:
-    return path in MEASURED_FILES or path.startswith(MEASURED_DIRS)
+    # the directory itself too: select depends on metrics/timing as a whole
+    return path in MEASURED_FILES or path.startswith(MEASURED_DIRS) or path + "/" in MEASURED_DIRS
 
 
 def is_computed(path: str) -> bool:

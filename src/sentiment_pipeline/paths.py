@@ -16,6 +16,9 @@ VECTORIZER_DIR = Path("models/vectorizer")
 VECTORIZER_FILE = VECTORIZER_DIR / "tfidf.joblib"
 
 CANDIDATES_DIR = Path("models/candidates")
+# Outside CANDIDATES_DIR: the ensemble stage depends on that whole directory (whichever
+# families train.families lists), so its own output cannot live in it.
+ENSEMBLE_DIR = Path("models/ensemble")
 FINAL_DIR = Path("models/final")
 FINAL_MODEL = FINAL_DIR / "model.joblib"
 MODEL_CARD = FINAL_DIR / "model_card.json"
@@ -44,7 +47,7 @@ TIMING_DIR = METRICS_DIR / "timing"  # measured grid-search seconds per family (
 
 
 def candidate_dir(family: str) -> Path:
-    return CANDIDATES_DIR / family
+    return ENSEMBLE_DIR if family == "ensemble" else CANDIDATES_DIR / family
 
 
 def cv_summary(family: str) -> Path:

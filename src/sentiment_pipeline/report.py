@@ -102,7 +102,10 @@ def _read_json_at(root: Path, rev: str | None, path: Path) -> dict | None:
 
 def read_snapshot(root: Path, rev: str | None) -> Snapshot:
     cv, timing = {}, {}
-    for family in CANDIDATE_FAMILIES:
+    # The families select compared: a family dropped from train.families leaves its files behind.
+    compared = _read_json_at(root, rev, paths.CV_COMPARISON)
+    listed = {row["family"] for row in compared} if isinstance(compared, list) else set(CANDIDATE_FAMILIES)
+    for family in (f for f in CANDIDATE_FAMILIES if f in listed):
         summary = _read_json_at(root, rev, paths.cv_summary(family))
         if summary is not None:
             cv[family] = summary

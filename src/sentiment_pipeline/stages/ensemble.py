@@ -1,6 +1,6 @@
 import joblib
 import numpy as np
-from imblearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline
 
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import load_params
@@ -10,7 +10,7 @@ from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write
 
 def run(params_file=paths.PARAMS) -> None:
     params = load_params(params_file)
-    members = params.train.ensemble.members
+    members = params.train.ensemble_members()
     candidates = [joblib.load(paths.candidate_dir(m) / "model.joblib") for m in members]
     oof = [np.load(paths.candidate_dir(m) / "oof_proba.npy") for m in members]
     y_train = np.load(paths.FEATURES_DIR / "y_train.npy")

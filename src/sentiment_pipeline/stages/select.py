@@ -2,15 +2,17 @@ import joblib
 import pandas as pd
 
 from sentiment_pipeline import kernels, paths
-from sentiment_pipeline.config import CANDIDATE_FAMILIES
+from sentiment_pipeline.config import load_params
 from sentiment_pipeline.features import n_features_out
 from sentiment_pipeline.files import atomic_path, file_md5, read_json, write_joblib, write_json
 from sentiment_pipeline.select import (choose_family, cv_comparison_rows, ensemble_details, final_model,
                                       fit_time_rows, model_card)
 
 
-def run() -> None:
-    summaries = [read_json(paths.cv_summary(family)) for family in CANDIDATE_FAMILIES]
+def run(params_file=paths.PARAMS) -> None:
+    # The families this run trained: a family dropped from train.families may have left files.
+    families = (*load_params(params_file).train.families.enabled(), "ensemble")
+    summaries = [read_json(paths.cv_summary(family)) for family in families]
     best = choose_family(summaries)
     vectorizer = joblib.load(paths.VECTORIZER_FILE)
     candidate = joblib.load(paths.candidate_dir(best["family"]) / "model.joblib")

@@ -9,7 +9,7 @@ from sentiment_pipeline.train import grid_search
 
 def run(family: str, params_file=paths.PARAMS) -> None:
     params = load_params(params_file)
-    grid = params.train.families.grid(family)
+    grid = params.train.families.enabled_grid(family)
     features = FeatureSet.load(paths.FEATURES_DIR)
     result = grid_search(family, grid.as_param_grid(), features.X_train,
                          features.y_train, params.train, params.featurize.resampling,
