@@ -159,5 +159,36 @@ def test_the_model_card_shows_a_selected_ensembles_members_and_combinations(feat
     assert "**Ensemble members**" in markdown and "**Ensemble combinations**" in markdown
     for family in MEMBERS:
         assert f"| {family} |" in markdown
-    assert "| soft_vote | prior_power=0.5 |" in markdown and "| stacking | meta_C=1 |" in markdown
+    assert "| soft_vote | prior_power=0.5, weights=equal |" in markdown and "| stacking | meta_C=1 |" in markdown
     assert "How the defaults were chosen" in markdown
+
+
+def test_member_weights_give_one_candidate_per_distinct_vote():
+    assert ensemble.weight_vectors([1.0], 3) == [None]
+    vectors = ensemble.weight_vectors([1.0, 2.0], 2)
+    assert vectors == [None, (1.0, 2.0), (2.0, 1.0)]  # (2, 2) is the plain mean again
+    assert len(ensemble.weight_vectors([1.0, 2.0], 4)) == 15
+    assert len(ensemble.weight_vectors([0.5, 1.0, 2.0], 2)) == 5  # 1:1, 1:2, 1:4, 2:1, 4:1
+    config = EnsembleConfig(members=["logreg", "naive_bayes"], prior_power=[0.0, 0.5], member_weights=[1.0, 2.0],
+                            method=["soft_vote", "stacking"])
+    assert len(ensemble.combinations(config)) == 2 * 3 + 1
+
+
+def test_a_weighted_soft_vote_is_scored_and_served_as_weighted(features, searches):
+    y = features.y_train
+    result = _search(searches, y, method=["soft_vote"], member_weights=[1.0, 3.0])
+    table = result.cv_table
+    assert len(table) == result.summary["n_candidates"] == 2 ** len(MEMBERS) - 1  # 3:3:3 is 1:1:1
+    row = table[table["weights"] == "1:3:1"].iloc[0]
+    for k, (train, valid) in enumerate(_folds(y)):
+        vote = sum(w * searches[m].oof_proba[valid] for w, m in zip((0.2, 0.6, 0.2), MEMBERS))
+        assert row[f"split{k}_f1_macro"] == pytest.approx(f1_score(y[valid], vote.argmax(1), average="macro"))
+    weighted = _search(searches, y, method=["soft_vote"], member_weights=[3.0]).estimator  # one candidate
+    assert weighted.weights is None
+    best = result.estimator
+    assert best.weights == result.summary["best_params"]["weights"]
+    members = [m.predict_proba(features.X_test) for m in best.members_]
+    expected = soft_vote(members, best.shares_, 0.0, best.weights)
+    assert np.array_equal(best.predict_proba(features.X_test), expected)
+    with pytest.raises(ValueError, match="one weight per member"):
+        EnsembleClassifier(members=best.members_, weights=[1.0]).fit(features.X_train, y)

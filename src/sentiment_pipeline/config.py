@@ -338,6 +338,11 @@ class EnsembleConfig(_Section):
                            _distinct("train.ensemble.prior_power")] = Field(default_factory=lambda: [0.0])
     meta_C: Annotated[list[PositiveFloat], Field(min_length=1),
                       _distinct("train.ensemble.meta_C")] = Field(default_factory=lambda: [1.0])  # stacking
+    # soft_vote's member weights: each member's weight is one of these values and every
+    # assignment is a candidate (assignments proportional to one another are the same vote and
+    # scored once); [1.0] alone: the plain mean
+    member_weights: Annotated[list[PositiveFloat], Field(min_length=1),
+                              _distinct("train.ensemble.member_weights")] = Field(default_factory=lambda: [1.0])
 
 
 class TrainConfig(_Section):

@@ -10,6 +10,7 @@ score is as optimistic as the members' own best scores, and no more.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -38,10 +39,26 @@ class Combination:
     method: str
     prior_power: float | None = None  # soft_vote
     meta_C: float | None = None  # stacking
+    weights: tuple[float, ...] | None = None  # soft_vote, in members order; None: all equal
 
     def params(self) -> dict:
-        knob = {"prior_power": self.prior_power} if self.method == "soft_vote" else {"meta_C": self.meta_C}
-        return {"method": self.method, **knob}
+        if self.method == "stacking":
+            return {"method": self.method, "meta_C": self.meta_C}
+        weights = None if self.weights is None else list(self.weights)
+        return {"method": self.method, "prior_power": self.prior_power, "weights": weights}
+
+
+def weight_vectors(values: list[float], n_members: int) -> list[tuple[float, ...] | None]:
+    """Every assignment of ``values`` to the members, in product order, one per distinct vote:
+    proportional assignments ((2, 2) and (1, 1)) combine the same, so only the first is kept.
+    Equal weights are None, the plain mean."""
+    found, seen = [], set()
+    for weights in itertools.product(values, repeat=n_members):
+        ratio = tuple(round(w / min(weights), 9) for w in weights)
+        if ratio not in seen:
+            seen.add(ratio)
+            found.append(None if len(set(ratio)) == 1 else tuple(float(w) for w in weights))
+    return found
 
 
 def combinations(config: EnsembleConfig) -> list[Combination]:
@@ -49,7 +66,8 @@ def combinations(config: EnsembleConfig) -> list[Combination]:
     found = []
     for method in config.method:
         if method == "soft_vote":
-            found += [Combination(method, prior_power=power) for power in config.prior_power]
+            found += [Combination(method, prior_power=power, weights=weights) for power in config.prior_power
+                      for weights in weight_vectors(config.member_weights, len(config.members))]
         else:
             found += [Combination(method, meta_C=c) for c in config.meta_C]
     return found
@@ -59,10 +77,13 @@ def class_shares(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.bincount(y, minlength=n_classes) / len(y)
 
 
-def soft_vote(probas: list[np.ndarray], shares: np.ndarray, prior_power: float) -> np.ndarray:
-    """The members' mean probability per class, divided by the class's training share to
-    ``prior_power`` and renormalised: 0 keeps the training prior, 1 treats classes as balanced."""
-    mean = np.mean(probas, axis=0) / shares ** prior_power
+def soft_vote(probas: list[np.ndarray], shares: np.ndarray, prior_power: float,
+              weights: tuple[float, ...] | None = None) -> np.ndarray:
+    """The members' mean probability per class (weighted by ``weights``), divided by the class's
+    training share to ``prior_power`` and renormalised: 0 keeps the training prior, 1 treats
+    classes as balanced."""
+    mean = np.mean(probas, axis=0) if weights is None else np.average(probas, axis=0, weights=weights)
+    mean = mean / shares ** prior_power
     return mean / mean.sum(axis=1, keepdims=True)
 
 
@@ -85,11 +106,12 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
     same object from members already fitted by their own stages (``from_fitted``)."""
 
     def __init__(self, members=(), method: str = "soft_vote", prior_power: float = 0.0,
-                 meta_C: float = 1.0, cv: int = 5, random_state: int | None = None):
+                 meta_C: float = 1.0, weights=None, cv: int = 5, random_state: int | None = None):
         self.members = members
         self.method = method
         self.prior_power = prior_power
         self.meta_C = meta_C
+        self.weights = weights
         self.cv = cv
         self.random_state = random_state
 
@@ -115,6 +137,8 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
     def _set_fitted(self, fitted: list, y: np.ndarray, oof: list[np.ndarray] | None):
         if self.method not in ("soft_vote", "stacking"):
             raise ValueError(f"method must be 'soft_vote' or 'stacking', got {self.method!r}")
+        if self.weights is not None and len(self.weights) != len(fitted):
+            raise ValueError(f"weights must give one weight per member ({len(fitted)}), got {list(self.weights)}")
         self.members_ = fitted
         self.classes_ = np.asarray(fitted[0].classes_)
         self.shares_ = class_shares(np.searchsorted(self.classes_, y), len(self.classes_))
@@ -129,7 +153,7 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
         """The ensemble's probabilities from its members' (in ``members_`` order)."""
         if self.meta_ is not None:
             return self.meta_.predict_proba(stacking_features(probas))
-        return soft_vote(probas, self.shares_, self.prior_power)
+        return soft_vote(probas, self.shares_, self.prior_power, self.weights)
 
     def predict(self, X):
         return self.predict_with_proba(X)[0]
@@ -151,12 +175,18 @@ def _fold_scores(combination: Combination, oof: list[np.ndarray], y: np.ndarray,
     for train, valid in folds:
         probas = [p[valid] for p in oof]
         if combination.method == "soft_vote":
-            combined = soft_vote(probas, class_shares(y[train], n_classes), combination.prior_power)
+            combined = soft_vote(probas, class_shares(y[train], n_classes), combination.prior_power,
+                                 combination.weights)
         else:
             meta = fit_meta_learner([p[train] for p in oof], y[train], combination.meta_C, seed)
             combined = meta.predict_proba(stacking_features(probas))
         scores.append(f1_score(y[valid], np.argmax(combined, axis=1), average="macro"))
     return scores
+
+
+def weights_label(weights: tuple[float, ...] | None) -> str:
+    """The CV table's and model card's spelling, in members order: ``2:2:1:1``, or ``equal``."""
+    return "equal" if weights is None else ":".join(f"{w:g}" for w in weights)
 
 
 @dataclass
@@ -184,7 +214,7 @@ def search_ensemble(config: EnsembleConfig, train: TrainConfig, candidates: list
     for combination in found:
         scores = _fold_scores(combination, oof, y, folds, n_classes, train.seed)
         rows.append({"method": combination.method, "prior_power": combination.prior_power,
-                     "meta_C": combination.meta_C,
+                     "meta_C": combination.meta_C, "weights": weights_label(combination.weights),
                      **{f"split{i}_f1_macro": s for i, s in enumerate(scores)},
                      "mean_f1_macro": float(np.mean(scores)), "std_f1_macro": float(np.std(scores))})
     table = pd.DataFrame(rows)

@@ -61,11 +61,32 @@ def _ensemble_lines(details: dict | None) -> list[str]:
     for m in details.get("members", []):
         params = ", ".join(f"{k}={v}" for k, v in m.get("params", {}).items())
         lines.append(f"| {m['family']} | {params} | {_fmt(m.get('cv_f1_macro_mean'))} | {_fmt(m.get('cv_f1_macro_std'))} |")
-    lines += ["", "**Ensemble combinations** compared by CV on the members' out-of-fold probabilities:", "",
+    combinations = details.get("combinations", [])  # best first
+    shown = _combinations_shown(combinations)
+    lines += ["", "**Ensemble combinations** compared by CV on the members' out-of-fold probabilities"
+              " (weights in the members' order above)"
+              + (f" (the best {len(shown)} of {len(combinations)}, each method's best among them):"
+                 if len(shown) < len(combinations) else ":"), "",
               "| method | setting | CV macro-F1 | ± std |", "| --- | --- | --- | --- |"]
-    for c in details.get("combinations", []):
+    for c in shown:
         lines.append(f"| {c['method']} | {c['setting']} | {_fmt(c['cv_f1_macro_mean'])} | {_fmt(c['cv_f1_macro_std'])} |")
+    if len(shown) < len(combinations):
+        lines += ["", f"All {len(combinations)}: `models/ensemble/cv_results.csv`."]
     return lines
+
+
+MAX_COMBINATIONS_SHOWN = 10
+
+
+def _combinations_shown(combinations: list[dict]) -> list[dict]:
+    """The first MAX_COMBINATIONS_SHOWN, plus each method's best when it ranks below them."""
+    shown = combinations[:MAX_COMBINATIONS_SHOWN]
+    methods = {c["method"] for c in shown}
+    for c in combinations[MAX_COMBINATIONS_SHOWN:]:
+        if c["method"] not in methods:
+            shown.append(c)
+            methods.add(c["method"])
+    return shown
 
 
 def _cv_section(card: dict, cv_comparison) -> list[str]:
