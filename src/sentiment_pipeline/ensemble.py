@@ -5,7 +5,8 @@ member is refitted on the training folds with the hyperparameters its own search
 predicts the validation fold. Stacking's meta-learner is fitted on out-of-fold probabilities
 only (never on a member's predictions for rows it was fitted on), and in CV on the other folds'
 rows. The members' hyperparameters were chosen by CV on these folds, so the ensemble's CV
-score is as optimistic as the members' own best scores, and no more.
+score is as optimistic as the members' own best scores, plus what choosing among its own
+combinations (methods, prior powers, member weights) on the same folds adds.
 """
 
 from __future__ import annotations

@@ -54,8 +54,7 @@ def ensemble_details(summary: dict, members: list[dict], cv_table) -> dict:
     stacking each gave)."""
     def knob(row) -> str:
         if row["method"] == "soft_vote":
-            weights = row.get("weights", "equal")  # a table from before member weights: equal
-            return f"prior_power={row['prior_power']:g}, weights={weights}"
+            return f"prior_power={row['prior_power']:g}, weights={row['weights']}"
         return f"meta_C={row['meta_C']:g}"
 
     return {
