@@ -4,19 +4,25 @@ import pytest
 from sentiment_pipeline.config import PreprocessConfig
 from sentiment_pipeline.errors import DataError
 from sentiment_pipeline.preprocess import deduplicate, preprocess
+from sentiment_pipeline.text import without_lexicon_token
 
 
 def config(**overrides) -> PreprocessConfig:
     return PreprocessConfig(stopwords={"enabled": False}, **overrides)
 
 
-def test_duplicates_are_removed_before_the_split(airline_sample):
-    # Every tweet three times: raw copies, and copies that differ only in case and mention.
+@pytest.mark.parametrize("lexicon", ["none", "vader"])
+def test_duplicates_are_removed_before_the_split(airline_sample, lexicon):
+    # Every tweet three times: raw copies, and copies that differ only in case and mention
+    # (in capitals VADER scores them higher: their lexicon tokens differ, their words do not).
     variants = airline_sample.assign(text="@united " + airline_sample["text"].str.upper())
     raw = pd.concat([airline_sample, airline_sample, variants], ignore_index=True)
-    result = preprocess(raw, config())
+    result = preprocess(raw, config(cleaning={"lexicon": lexicon}))
     assert result.report["dropped"]["exact_duplicates"] >= len(airline_sample)
-    assert not set(result.train["text"]) & set(result.test["text"])
+    assert result.report["dropped"]["normalised_duplicates"] >= len(airline_sample) - 5
+    words = [without_lexicon_token(t) for t in pd.concat([result.train["text"], result.test["text"]])]
+    assert len(set(words)) == len(words)
+    assert result.train["text"].str.contains(" _vader").all() == (lexicon == "vader")
     assert result.report["rows_out"] == len(result.train) + len(result.test)
     assert result.report["rows_out"] <= len(airline_sample)
 
@@ -62,6 +68,15 @@ def test_conflicting_duplicate_labels_are_counted():
     assert counts == {"exact_duplicates": 0, "normalised_duplicates": 1,
                       "duplicate_groups_with_conflicting_labels": 1}
     assert kept["label"].tolist() == ["x", "x"]
+
+
+def test_texts_equal_but_for_their_lexicon_token_are_duplicates():
+    frame = pd.DataFrame({"text": ["great flight _vader7_", "great flight _vader5_", "bad _vader2_"],
+                          "raw": ["GREAT flight!!!", "great flight", "bad"], "label": ["x", "y", "x"]})
+    kept, counts = deduplicate(frame)
+    assert counts == {"exact_duplicates": 0, "normalised_duplicates": 1,
+                      "duplicate_groups_with_conflicting_labels": 1}
+    assert kept["text"].tolist() == ["great flight _vader7_", "bad _vader2_"]
 
 
 def test_label_with_a_single_row_is_a_clear_error(airline_sample):

@@ -155,11 +155,11 @@ def test_streamed_download_checks_counts_before_writing(tmp_path, messy_raw):
 
 
 # ------------------------------------------------------------------ preprocess
-@pytest.mark.parametrize(("chunk_rows", "n_jobs"), [(7, 1), (50, 2), (10_000, 1)])
-def test_streamed_preprocess_gives_the_same_split_files_and_report(tmp_path, messy_raw, chunk_rows, n_jobs):
+@pytest.mark.parametrize(("chunk_rows", "n_jobs", "lexicon"), [(7, 1, "none"), (50, 2, "vader"), (10_000, 1, "vader")])
+def test_streamed_preprocess_gives_the_same_split_files_and_report(tmp_path, messy_raw, chunk_rows, n_jobs, lexicon):
     raw_file = tmp_path / "raw.csv"
     write_csv(messy_raw, raw_file)
-    config = PreprocessConfig(stopwords={"enabled": False}, test_size=0.25, seed=3)
+    config = PreprocessConfig(stopwords={"enabled": False}, cleaning={"lexicon": lexicon}, test_size=0.25, seed=3)
     memory = preprocess(read_csv(raw_file), config)
     write_csv(memory.train, tmp_path / "train_memory.csv")
     write_csv(memory.test, tmp_path / "test_memory.csv")

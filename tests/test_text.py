@@ -2,7 +2,8 @@ import pytest
 
 from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
 from sentiment_pipeline.errors import ResourceError
-from sentiment_pipeline.text import TextNormalizer, build_stopwords, is_negation
+from sentiment_pipeline.text import (TextNormalizer, build_stopwords, is_negation, lexicon_token, vader_compound,
+                                     without_lexicon_token)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +87,35 @@ def test_negation_marking_runs_to_the_clause_end(raw, expected):
 
 def test_negation_is_not_marked_by_default(cleaning):
     assert TextNormalizer(cleaning)("not good") == "not good"
+
+
+@pytest.mark.parametrize(("compound", "bins", "token"), [
+    (-1.0, 8, "_vader0_"), (-0.76, 8, "_vader0_"), (-0.75, 8, "_vader1_"), (-0.01, 8, "_vader3_"),
+    (0.0, 8, "_vader4_"), (0.74, 8, "_vader6_"), (1.0, 8, "_vader7_"), (1.0, 2, "_vader1_"), (-0.2, 5, "_vader2_"),
+])
+def test_lexicon_token_is_the_compound_scores_equal_width_bin(compound, bins, token):
+    assert lexicon_token(compound, bins) == token
+
+
+def test_vader_token_comes_from_the_original_text(cleaning):
+    lexicon = TextNormalizer(cleaning.model_copy(update={"lexicon": "vader"}))
+    plain = TextNormalizer(cleaning.model_copy(update={"lexicon": "none"}))
+    shouted, quiet = "@united GREAT flight!!! :)", "great flight"
+    # VADER reads the capitals, the !!! and the emoticon that cleaning turns into tokens
+    assert vader_compound(shouted) > vader_compound(quiet) > 0
+    assert lexicon(shouted) == plain(shouted) + " " + lexicon_token(vader_compound(shouted), 8)
+    assert lexicon(shouted).endswith(" _vader7_") and lexicon(quiet).endswith(" _vader6_")
+    assert lexicon("the worst delay ever").endswith(" _vader0_")
+    assert without_lexicon_token(lexicon(shouted)) == plain(shouted) == lexicon.clean_words(shouted)
+    assert without_lexicon_token(plain(shouted)) == plain(shouted)
+    # a text that cleans to nothing stays empty (and is dropped or flagged as such)
+    assert lexicon("@united @delta") == "" and lexicon("   ") == ""
+
+
+def test_lexicon_bins_are_a_parameter(cleaning):
+    config = cleaning.model_copy(update={"lexicon": "vader", "lexicon_bins": 2})
+    assert TextNormalizer(config)("great flight").endswith(" _vader1_")
+    with pytest.raises(ValueError, match="lexicon_bins"):
+        CleaningConfig(lexicon_bins=1)
+    with pytest.raises(ValueError, match="lexicon"):
+        CleaningConfig(lexicon="afinn")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from sentiment_pipeline.config import PreprocessConfig
 from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.text import TextNormalizer, build_stopwords
+from sentiment_pipeline.text import TextNormalizer, build_stopwords, without_lexicon_token
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     exact = frame.duplicated(subset="raw", keep="first")
     counts["exact_duplicates"] = int(exact.sum())
     frame = frame[~exact]
-    normalised = frame.duplicated(subset="text", keep="first")
+    words = frame["text"].map(without_lexicon_token)
+    normalised = words.duplicated(keep="first")
     counts["normalised_duplicates"] = int(normalised.sum())
-    labels_per_text = frame.groupby("text", sort=False)["label"].nunique()
+    labels_per_text = frame["label"].groupby(words, sort=False).nunique()
     counts["duplicate_groups_with_conflicting_labels"] = int((labels_per_text > 1).sum())
     return frame[~normalised], counts
 
@@ -159,7 +160,7 @@ def _clean_chunk(raw: pd.DataFrame, normalizer: TextNormalizer) -> dict:
     empty = (cleaned == "").to_numpy()
     frame = pd.DataFrame({"text": cleaned, "label": raw["label"], "raw": raw["text"]})[~empty]
     return {"frame": frame, "rows": len(raw), "empty": int(empty.sum()), "raw_labels": raw["label"],
-            "raw_keys": text_keys(frame["raw"]), "text_keys": text_keys(frame["text"]),
+            "raw_keys": text_keys(frame["raw"]), "text_keys": text_keys(frame["text"].map(without_lexicon_token)),
             "chars": frame["text"].str.len().to_numpy(np.int64),
             "words": (frame["text"].str.count(" ") + 1).to_numpy(np.int64)}
 

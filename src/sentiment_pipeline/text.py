@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
@@ -64,6 +65,13 @@ class TextNormalizer:
         self.stopwords = stopwords
 
     def __call__(self, text: str) -> str:
+        cleaned = self.clean_words(text)
+        if cleaned and self.config.lexicon == "vader":
+            cleaned += " " + lexicon_token(vader_compound(text), self.config.lexicon_bins)
+        return cleaned
+
+    def clean_words(self, text: str) -> str:
+        """The cleaned words, without the lexicon token."""
         cfg = self.config
         if cfg.html_entities:
             text = html.unescape(text)
@@ -93,6 +101,35 @@ class TextNormalizer:
         if self.stopwords:
             words = [w for w in words if w not in self.stopwords]
         return " ".join(words)
+
+
+LEXICON_TOKEN_PREFIX = "_vader"
+_LEXICON_TOKEN_SUFFIX = re.compile(rf" {LEXICON_TOKEN_PREFIX}\d+_$")
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    # Imported and built on first use: reading VADER's lexicon files takes ~0.1 s.
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def vader_compound(text: str) -> float:
+    """VADER's compound score in [-1, 1]."""
+    return _vader().polarity_scores(text)["compound"]
+
+
+def lexicon_token(compound: float, bins: int) -> str:
+    """The token of the equal-width bin of [-1, 1] that holds ``compound``: a feature the
+    TF-IDF vectorizer and every model see like a word (so serving needs nothing more)."""
+    return f"{LEXICON_TOKEN_PREFIX}{min(int((compound + 1.0) * bins / 2), bins - 1)}_"
+
+
+def without_lexicon_token(cleaned: str) -> str:
+    """A cleaned text as :meth:`TextNormalizer.clean_words` gave it: texts equal but for their
+    lexicon bin (``GREAT!!!`` and ``great``) are duplicates to the deduplication."""
+    return _LEXICON_TOKEN_SUFFIX.sub("", cleaned)
 
 
 NEGATED_PREFIX = "neg_"
