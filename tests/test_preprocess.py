@@ -22,7 +22,8 @@ def test_duplicates_are_removed_before_the_split(airline_sample, lexicon):
     assert result.report["dropped"]["normalised_duplicates"] >= len(airline_sample) - 5
     words = [without_lexicon_token(t) for t in pd.concat([result.train["text"], result.test["text"]])]
     assert len(set(words)) == len(words)
-    assert result.train["text"].str.contains(" _vader").all() == (lexicon == "vader")
+    has_token = pd.concat([result.train["text"], result.test["text"]]).str.contains(" _vader")
+    assert has_token.all() if lexicon == "vader" else not has_token.any()
     assert result.report["rows_out"] == len(result.train) + len(result.test)
     assert result.report["rows_out"] <= len(airline_sample)
 
@@ -73,10 +74,11 @@ def test_conflicting_duplicate_labels_are_counted():
 def test_texts_equal_but_for_their_lexicon_token_are_duplicates():
     frame = pd.DataFrame({"text": ["great flight _vader7_", "great flight _vader5_", "bad _vader2_"],
                           "raw": ["GREAT flight!!!", "great flight", "bad"], "label": ["x", "y", "x"]})
-    kept, counts = deduplicate(frame)
+    kept, counts = deduplicate(frame, without_lexicon_token)
     assert counts == {"exact_duplicates": 0, "normalised_duplicates": 1,
                       "duplicate_groups_with_conflicting_labels": 1}
     assert kept["text"].tolist() == ["great flight _vader7_", "bad _vader2_"]
+    assert deduplicate(frame)[1]["normalised_duplicates"] == 0  # compared whole by default
 
 
 def test_label_with_a_single_row_is_a_clear_error(airline_sample):

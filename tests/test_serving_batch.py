@@ -10,6 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from sentiment_pipeline.serving.artifacts import ModelIntegrityError, dvc_dir_md5, verify_model
 from sentiment_pipeline.serving.predictor import Predictor
@@ -82,7 +83,10 @@ def test_cleaning_comes_from_the_lock_not_from_todays_params(copy):
     (copy / "params.yaml").write_text("preprocess:\n  cleaning:\n    lowercase: false\n")
     predictor = Predictor.load(copy)
     # lower-cased, with the lexicon token of the locked cleaning (VADER reads the capitals)
-    token = lexicon_token(vader_compound("GREAT Flight!!"), 8)
+    locked = yaml.safe_load((copy / "dvc.lock").read_text())["stages"]["preprocess"]["params"]["params.yaml"]
+    cleaning = locked["preprocess"]["cleaning"]
+    assert cleaning["lexicon"] == "vader"
+    token = lexicon_token(vader_compound("GREAT Flight!!"), cleaning["lexicon_bins"])
     assert predictor.clean(["GREAT Flight!!"]) == [f"great flight _exclaim_ {token}"]
 
 

@@ -2,8 +2,8 @@ import pytest
 
 from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
 from sentiment_pipeline.errors import ResourceError
-from sentiment_pipeline.text import (TextNormalizer, build_stopwords, is_negation, lexicon_token, vader_compound,
-                                     without_lexicon_token)
+from sentiment_pipeline.text import (LEXICON_MAX_CHARS, TextNormalizer, build_stopwords, is_negation, lexicon_token,
+                                     vader_compound, without_lexicon_token)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +55,14 @@ def test_stopwords_are_removed_after_cleaning(cleaning, nltk_stopwords):
     assert normalizer("The flight was NOT on time and I didn't enjoy it") == "flight not time didn't enjoy"
 
 
+def test_negation_is_marked_before_stopwords_go(cleaning):
+    # the scope is read on the full text, so a removed stopword neither opens nor ends it
+    normalizer = TextNormalizer(cleaning.model_copy(update={"negation": "mark"}),
+                                build_stopwords(StopwordsConfig(enabled=True, source="list", words=["the", "was", "not"])))
+    assert normalizer("The food was not good, the crew was kind") == "food not neg_good crew kind"
+    assert normalizer("it was never the best") == "it never neg_best"
+
+
 def test_explicit_stopword_list_and_disabled():
     words = build_stopwords(StopwordsConfig(enabled=True, source="list", words=["The", " of ", "not"]))
     assert words == {"the", "of"}
@@ -97,19 +105,51 @@ def test_lexicon_token_is_the_compound_scores_equal_width_bin(compound, bins, to
     assert lexicon_token(compound, bins) == token
 
 
-def test_vader_token_comes_from_the_original_text(cleaning):
+def test_vader_token_reads_capitals_punctuation_and_emoticons(cleaning):
     lexicon = TextNormalizer(cleaning.model_copy(update={"lexicon": "vader"}))
     plain = TextNormalizer(cleaning.model_copy(update={"lexicon": "none"}))
-    shouted, quiet = "@united GREAT flight!!! :)", "great flight"
+    shouted, quiet = "GREAT flight!!! :)", "great flight"
     # VADER reads the capitals, the !!! and the emoticon that cleaning turns into tokens
     assert vader_compound(shouted) > vader_compound(quiet) > 0
     assert lexicon(shouted) == plain(shouted) + " " + lexicon_token(vader_compound(shouted), 8)
     assert lexicon(shouted).endswith(" _vader7_") and lexicon(quiet).endswith(" _vader6_")
     assert lexicon("the worst delay ever").endswith(" _vader0_")
     assert without_lexicon_token(lexicon(shouted)) == plain(shouted) == lexicon.clean_words(shouted)
-    assert without_lexicon_token(plain(shouted)) == plain(shouted)
+    assert lexicon.words_of(lexicon(shouted)) == plain(shouted)
     # a text that cleans to nothing stays empty (and is dropped or flagged as such)
     assert lexicon("@united @delta") == "" and lexicon("   ") == ""
+
+
+def test_vader_does_not_read_what_cleaning_hides(cleaning):
+    lexicon = TextNormalizer(cleaning.model_copy(update={"lexicon": "vader"}))
+    # "united" is a positive word to VADER: the handle must not move the airline's tweets up
+    assert vader_compound("@united my bag is lost") > vader_compound("my bag is lost")
+    assert lexicon.lexicon_text("@united my bag is lost https://t.co/x") == "  my bag is lost  "
+    assert lexicon("@united my bag is lost") == lexicon("my bag is lost")
+    kept = TextNormalizer(cleaning.model_copy(update={"lexicon": "vader", "mentions": "keep"}))
+    assert kept.lexicon_text("@united hi") == "@united hi"
+
+
+def test_vader_reads_the_decoded_text_a_client_would_send(cleaning):
+    lexicon = TextNormalizer(cleaning.model_copy(update={"lexicon": "vader"}))
+    # the corpus has "&lt;3" and mis-decoded quotes where an API client sends "<3" and "can't"
+    assert lexicon.lexicon_text("love it &lt;3") == "love it <3"
+    assert lexicon.lexicon_text("I can\x8a\x97\xc8t fly") == "I can\u2019t fly"
+    assert lexicon("love it &lt;3") == lexicon("love it <3")
+    assert lexicon("I can\x8a\x97\xc8t stand it") == lexicon("I can't stand it")
+
+
+def test_vader_reads_a_bounded_prefix(cleaning):
+    lexicon = TextNormalizer(cleaning.model_copy(update={"lexicon": "vader"}))
+    long = "the crew was wonderful. " * 40 + "awful awful awful " * 2000
+    assert len(lexicon.lexicon_text(long)) == LEXICON_MAX_CHARS
+    assert lexicon(long).endswith(lexicon_token(vader_compound(long[:LEXICON_MAX_CHARS]), 8))
+
+
+def test_dedup_words_keep_a_typed_token_when_the_lexicon_is_off(cleaning):
+    plain = TextNormalizer(cleaning.model_copy(update={"lexicon": "none", "numbers": "keep"}))
+    typed = plain("i typed _vader7_")
+    assert typed == "i typed _vader7_" and plain.words_of(typed) == typed
 
 
 def test_lexicon_bins_are_a_parameter(cleaning):

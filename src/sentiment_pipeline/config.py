@@ -141,8 +141,9 @@ class CleaningConfig(_Section):
     # mark: the words after a negation, to the end of its clause (. , ; : ! ? or the text's
     # end), get a neg_ prefix: "not good" -> "not neg_good", a feature of its own
     negation: Literal["keep", "mark"] = "keep"
-    # vader: one token more, _vader<k>_, the bin of VADER's compound score of the text as it
-    # came in (capitals, punctuation and emoticons count there); none: no token
+    # vader: one token more, _vader<k>_, the bin of VADER's compound score of the text with its
+    # capitals, punctuation and emoticons (decoded and repaired as above, without the mentions
+    # and URLs cleaning hides, its first 1,000 characters); none: no token
     lexicon: Literal["none", "vader"] = "none"
     lexicon_bins: Annotated[int, Field(ge=2, le=100)] = 8
 

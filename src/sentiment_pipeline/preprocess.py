@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from sentiment_pipeline.config import PreprocessConfig
 from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.text import TextNormalizer, build_stopwords, without_lexicon_token
+from sentiment_pipeline.text import TextNormalizer, build_stopwords
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ def clean_texts(texts: pd.Series, normalizer: TextNormalizer) -> pd.Series:
     return texts.map(normalizer)
 
 
-def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Drop rows whose raw text, then whose cleaned text, was seen before (first one wins).
+def deduplicate(frame: pd.DataFrame, words_of: Callable[[str], str] | None = None
+                ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop rows whose raw text, then whose cleaned text, was seen before (first one wins);
+    ``words_of`` (e.g. :meth:`TextNormalizer.words_of`) says what of a cleaned text compares.
 
     Duplicates must go before the split: a copy on each side would leak test data into training.
     """
@@ -57,7 +60,7 @@ def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     exact = frame.duplicated(subset="raw", keep="first")
     counts["exact_duplicates"] = int(exact.sum())
     frame = frame[~exact]
-    words = frame["text"].map(without_lexicon_token)
+    words = frame["text"] if words_of is None else frame["text"].map(words_of)
     normalised = words.duplicated(keep="first")
     counts["normalised_duplicates"] = int(normalised.sum())
     labels_per_text = frame["label"].groupby(words, sort=False).nunique()
@@ -134,7 +137,7 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
                           "raw": raw["text"]})
     empty = frame["text"] == ""
     frame = frame[~empty]
-    frame, dup_counts = deduplicate(frame)
+    frame, dup_counts = deduplicate(frame, normalizer.words_of)
     if frame.empty:
         raise DataError(
             f"no text is left after cleaning all {len(raw)} rows; check preprocess.cleaning "
@@ -160,7 +163,7 @@ def _clean_chunk(raw: pd.DataFrame, normalizer: TextNormalizer) -> dict:
     empty = (cleaned == "").to_numpy()
     frame = pd.DataFrame({"text": cleaned, "label": raw["label"], "raw": raw["text"]})[~empty]
     return {"frame": frame, "rows": len(raw), "empty": int(empty.sum()), "raw_labels": raw["label"],
-            "raw_keys": text_keys(frame["raw"]), "text_keys": text_keys(frame["text"].map(without_lexicon_token)),
+            "raw_keys": text_keys(frame["raw"]), "text_keys": text_keys(frame["text"].map(normalizer.words_of)),
             "chars": frame["text"].str.len().to_numpy(np.int64),
             "words": (frame["text"].str.count(" ") + 1).to_numpy(np.int64)}
 
