@@ -86,8 +86,10 @@ def test_cleaning_comes_from_the_lock_not_from_todays_params(copy):
     locked = yaml.safe_load((copy / "dvc.lock").read_text())["stages"]["preprocess"]["params"]["params.yaml"]
     cleaning = locked["preprocess"]["cleaning"]
     assert cleaning["lexicon"] == "vader"
-    token = lexicon_token(vader_compound("GREAT Flight!!"), cleaning["lexicon_bins"])
-    assert predictor.clean(["GREAT Flight!!"]) == [f"great flight _exclaim_ {token}"]
+    # VADER reads the text without the mention, as in training
+    token = lexicon_token(vader_compound("Flight Delayed!!"), cleaning["lexicon_bins"])
+    assert token != lexicon_token(vader_compound("@united Flight Delayed!!"), cleaning["lexicon_bins"])
+    assert predictor.clean(["@united Flight Delayed!!"]) == [f"flight delayed _exclaim_ {token}"]
 
 
 def run_predict(root, *args):

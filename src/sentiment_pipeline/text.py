@@ -96,7 +96,8 @@ class TextNormalizer:
         text = _EDGE_APOSTROPHES.sub(" ", text)
         words = text.split()
         if self.stopwords:
-            # a stopword inside a negation's scope goes too ("not the best" -> "not neg_best")
+            # a stopword inside a negation's scope goes too ("not the best" -> "not neg_best"),
+            # and so would a word typed as neg_<stopword>
             marked = cfg.negation == "mark"
             words = [w for w in words
                      if (w.removeprefix(NEGATED_PREFIX) if marked else w) not in self.stopwords]
@@ -104,10 +105,12 @@ class TextNormalizer:
 
     def lexicon_text(self, text: str) -> str:
         """The text VADER scores: decoded and repaired like the words, its capitals, punctuation
-        and emoticons kept, without the @mentions and URLs cleaning hides from the models (a
-        handle such as @united is a word in VADER's lexicon), cut to ``LEXICON_MAX_CHARS``."""
+        and emoticons kept, without the @mentions and URLs cleaning removes or tokenizes (a
+        handle such as @united is a word in VADER's lexicon), cut to ``LEXICON_MAX_CHARS``.
+        (The corpus's mangled emoji become a neutral stand-in here, as they do for the words.)"""
         cfg = self.config
-        text = self._repaired(text)
+        # VADER knows negations by their straight apostrophe ("isn't"), not the repaired curly one
+        text = _APOSTROPHES.sub("'", self._repaired(text))
         if cfg.urls != "keep":
             text = _URL.sub(" ", text)
         if cfg.mentions != "keep":
@@ -129,8 +132,8 @@ class TextNormalizer:
 
 LEXICON_TOKEN_PREFIX = "_vader"
 # VADER's cost grows faster than the text's length (tens of ms at the API's 5,000 characters,
-# seconds at 50,000); its score of a text's first 1,000 characters bounds that, and no tweet
-# is as long, so training and serving see the same scores.
+# seconds at 50,000), so it scores a text's first 1,000 characters, in training and serving
+# alike. No airline tweet is that long; the token of a longer review reflects its opening.
 LEXICON_MAX_CHARS = 1_000
 _LEXICON_TOKEN_SUFFIX = re.compile(rf" {LEXICON_TOKEN_PREFIX}\d+_$")
 
