@@ -142,7 +142,7 @@ def test_the_committed_params_describe_a_valid_ensemble():
     from tests.conftest import PROJECT_ROOT
 
     config = load_params(PROJECT_ROOT / paths.PARAMS).train.ensemble
-    assert len(config.members) >= 2 and ensemble.combinations(config)
+    assert len(config.members) >= 2 and ensemble.combinations(config, n_classes=3)
     assert Params().train.ensemble.members  # a params file without the section gets an ensemble too
 
 
@@ -159,7 +159,8 @@ def test_the_model_card_shows_a_selected_ensembles_members_and_combinations(feat
     assert "**Ensemble members**" in markdown and "**Ensemble combinations**" in markdown
     for family in MEMBERS:
         assert f"| {family} |" in markdown
-    assert "| soft_vote | prior_power=0.5, weights=equal |" in markdown and "| stacking | meta_C=1 |" in markdown
+    assert "| soft_vote | prior_power=0.5, weights=equal, class_scale=none |" in markdown
+    assert "| stacking | meta_C=1 |" in markdown and "class scales in the classes' order: negative:neutral:positive" in markdown
     assert "How the defaults were chosen" in markdown
 
 
@@ -171,7 +172,7 @@ def test_member_weights_give_one_candidate_per_distinct_vote():
     assert len(ensemble.weight_vectors([0.5, 1.0, 2.0], 2)) == 5  # 1:1, 1:2, 1:4, 2:1, 4:1
     config = EnsembleConfig(members=["logreg", "naive_bayes"], prior_power=[0.0, 0.5], member_weights=[1.0, 2.0],
                             method=["soft_vote", "stacking"])
-    assert len(ensemble.combinations(config)) == 2 * 3 + 1
+    assert len(ensemble.combinations(config, n_classes=3)) == 2 * 3 + 1
 
 
 def test_a_weighted_soft_vote_is_scored_and_served_as_weighted(features, searches):
@@ -192,3 +193,49 @@ def test_a_weighted_soft_vote_is_scored_and_served_as_weighted(features, searche
     assert np.array_equal(best.predict_proba(features.X_test), expected)
     with pytest.raises(ValueError, match="one weight per member"):
         EnsembleClassifier(members=best.members_, weights=[1.0]).fit(features.X_train, y)
+
+
+def test_class_scales_are_scored_per_fold_and_served_as_scaled(features, searches):
+    y = features.y_train
+    result = _search(searches, y, method=["soft_vote"], class_scale=[1.0, 1.5])
+    table = result.cv_table
+    assert len(table) == result.summary["n_candidates"] == 2 ** 3 - 1  # 1.5:1.5:1.5 is no scaling
+    assert set(table["class_scale"]) >= {"none", "1:1.5:1", "1.5:1.5:1"}
+    row = table[table["class_scale"] == "1:1.5:1"].iloc[0]
+    for k, (train, valid) in enumerate(_folds(y)):
+        vote = np.mean([searches[m].oof_proba[valid] for m in MEMBERS], axis=0) * [1.0, 1.5, 1.0]
+        assert row[f"split{k}_f1_macro"] == pytest.approx(f1_score(y[valid], vote.argmax(1), average="macro"))
+    best = result.estimator
+    scale = result.summary["best_params"]["class_scale"]
+    assert best.class_scale == scale and (scale is None or len(scale) == 3)
+    members = [m.predict_proba(features.X_test) for m in best.members_]
+    assert np.array_equal(best.predict_proba(features.X_test), soft_vote(members, best.shares_, 0.0, None, scale))
+    # a scale changes decisions, not only numbers: neutral scaled up is predicted more often
+    plain = soft_vote(members, best.shares_, 0.0).argmax(1)
+    boosted = soft_vote(members, best.shares_, 0.0, None, (1.0, 3.0, 1.0)).argmax(1)
+    assert (boosted == 1).sum() > (plain == 1).sum()
+    with pytest.raises(ValueError, match="one factor per class"):
+        EnsembleClassifier(members=best.members_, class_scale=[1.0, 2.0]).fit(features.X_train, y)
+
+
+def test_class_scales_multiply_the_vote_and_renormalise():
+    probas = [np.array([[0.5, 0.3, 0.2]])]
+    scaled = soft_vote(probas, np.array([0.6, 0.3, 0.1]), 0.0, None, (0.5, 2.0, 1.0))
+    assert np.allclose(scaled, np.array([[0.25, 0.6, 0.2]]) / 1.05)
+    assert ensemble.weight_vectors([0.9, 1.0, 1.1], 3)[0] is None and len(ensemble.weight_vectors([0.9, 1.0, 1.1], 3)) == 25
+
+
+def test_the_ensembles_macro_f1_is_scikit_learns_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n_rows, n_classes = int(rng.integers(1, 40)), int(rng.integers(2, 5))
+        y_true = rng.integers(0, n_classes, n_rows)
+        y_pred = rng.integers(0, int(rng.integers(1, n_classes + 1)), n_rows)  # some classes never predicted
+        assert ensemble.macro_f1(y_true, y_pred, n_classes) == f1_score(y_true, y_pred, average="macro", zero_division=0)
+
+
+@pytest.mark.parametrize("value, message", [([0.0, 1.0], "greater than 0"), ([1.0, 1.0], "must be distinct")])
+def test_bad_class_scales_name_the_key(value, message):
+    with pytest.raises(ValueError, match=message) as error:
+        EnsembleConfig(class_scale=value)
+    assert "class_scale" in str(error.value)

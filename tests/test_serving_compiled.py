@@ -110,7 +110,8 @@ def _fitted_ensemble(texts, labels, method="soft_vote"):
                Pipeline([("select", SelectKBest(chi2, k="all")), ("clf", NaiveBayes(alpha=0.1))]),
                Pipeline([("select", SelectKBest(chi2, k=200)),
                          ("clf", XGBClassifier(n_estimators=5, n_jobs=1, random_state=0))])]
-    ensemble = EnsembleClassifier(members=members, method=method, prior_power=0.5, cv=3, random_state=0).fit(X, y)
+    ensemble = EnsembleClassifier(members=members, method=method, prior_power=0.5, weights=[2.0, 1.0, 1.0],
+                                  class_scale=[1.1, 1.0, 0.9], cv=3, random_state=0).fit(X, y)
     return Pipeline([("tfidf", vectorizer), ("select", "passthrough"), ("clf", ensemble)]), normalizer, classes
 
 

@@ -321,7 +321,7 @@ def naive_ensembles(ensemble: dict, searches: dict, seed: int) -> dict:
     """The usual recipe for the project's ensemble: scikit-learn's soft VotingClassifier and,
     if the project tries stacking, its StackingClassifier, over the members' best naive
     pipelines (refitted in every fold; the stacker's own 5 inner folds make out-of-fold
-    predictions). The project's prior adjustment has no counterpart there."""
+    predictions). The project's prior adjustment and class scales have no counterpart there."""
     from sklearn.base import clone
     from sklearn.ensemble import StackingClassifier, VotingClassifier
     from sklearn.linear_model import LogisticRegression

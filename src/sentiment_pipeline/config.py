@@ -348,6 +348,11 @@ class EnsembleConfig(_Section):
     # scored once); [1.0] alone: the plain mean
     member_weights: Annotated[list[PositiveFloat], Field(min_length=1),
                               _distinct("train.ensemble.member_weights")] = Field(default_factory=lambda: [1.0])
+    # soft_vote's per-class thresholds for macro-F1: each class's combined probability is
+    # multiplied by one of these before the argmax (then renormalised), every assignment over
+    # the classes a candidate (proportional ones scored once); [1.0] alone: none
+    class_scale: Annotated[list[PositiveFloat], Field(min_length=1),
+                           _distinct("train.ensemble.class_scale")] = Field(default_factory=lambda: [1.0])
 
 
 class TrainConfig(_Section):

@@ -53,7 +53,7 @@ def _model_section(card: dict) -> list[str]:
     return lines
 
 
-def _ensemble_lines(details: dict | None) -> list[str]:
+def _ensemble_lines(details: dict | None, classes: list[str]) -> list[str]:
     if not details:
         return []
     lines = ["", "**Ensemble members** (each with the hyperparameters its own search chose, and its CV):", "",
@@ -64,7 +64,8 @@ def _ensemble_lines(details: dict | None) -> list[str]:
     combinations = details.get("combinations", [])  # best first
     shown = _combinations_shown(combinations)
     lines += ["", "**Ensemble combinations** compared by CV on the members' out-of-fold probabilities"
-              " (weights in the members' order above)"
+              " (weights in the members' order above, class scales in the classes' order: "
+              + ":".join(classes) + ")"
               + (f" (the best {len(shown)} of {len(combinations)}, each method's best among them):"
                  if len(shown) < len(combinations) else ":"), "",
               "| method | setting | CV macro-F1 | ± std |", "| --- | --- | --- | --- |"]
@@ -101,9 +102,9 @@ def _cv_section(card: dict, cv_comparison) -> list[str]:
     for family, (mean, std) in ranked:
         name = f"**{family}** (selected)" if family == card.get("family") else family
         lines.append(f"| {name} | {_fmt(mean)} | {_fmt(std)} |")
-    lines += _ensemble_lines(card.get("ensemble"))
+    lines += _ensemble_lines(card.get("ensemble"), card.get("classes", []))
     lines += ["", "What each default gave and what was tried and dropped (char n-grams, negation "
-              "marking, NB-SVM, lexicon features, stacking, prior adjustment, SMOTE): the README's "
+              "marking, NB-SVM, lexicon features, stacking, prior adjustment, class scales, SMOTE): the README's "
               "\"How the defaults were chosen\"."]
     return lines
 

@@ -50,11 +50,12 @@ def final_model(vectorizer, candidate) -> Pipeline:
 
 def ensemble_details(summary: dict, members: list[dict], cv_table) -> dict:
     """The model card's account of a selected ensemble: each member's own search result, and
-    every combination the ensemble's CV compared (what soft voting, the prior adjustment and
-    stacking each gave)."""
+    every combination the ensemble's CV compared (what soft voting, the prior adjustment, the
+    per-class scales and stacking each gave)."""
     def knob(row) -> str:
         if row["method"] == "soft_vote":
-            return f"prior_power={row['prior_power']:g}, weights={row['weights']}"
+            return (f"prior_power={row['prior_power']:g}, weights={row['weights']}, "
+                    f"class_scale={row['class_scale']}")
         return f"meta_C={row['meta_C']:g}"
 
     return {
