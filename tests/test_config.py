@@ -37,7 +37,7 @@ def test_strings_that_look_almost_numeric_stay_strings(tmp_path):
 
 def test_the_families_trained_are_those_the_params_file_lists(tmp_path):
     project = load_params(PROJECT_ROOT / "params.yaml").train.families
-    assert project.enabled() == ("logreg", "naive_bayes", "xgboost", "linear_svm")
+    assert project.enabled() == ("logreg", "naive_bayes", "random_forest", "xgboost", "linear_svm")
     assert Params().train.families.enabled() == tuple(FAMILY_GRIDS)  # no section: every family
     listed = load_params(write(tmp_path, "train:\n  families:\n    random_forest: {}\n    logreg: {}\n"))
     assert listed.train.families.enabled() == ("logreg", "random_forest")
@@ -53,7 +53,7 @@ def test_ensemble_members_must_be_trained_families(tmp_path):
     with pytest.raises(ConfigError, match=r"train.ensemble.members names \['xgboost'\], which train.families"):
         params.train.ensemble_members()
     assert load_params(PROJECT_ROOT / "params.yaml").train.ensemble_members() == [
-        "linear_svm", "logreg", "naive_bayes", "xgboost"]
+        "linear_svm", "logreg", "naive_bayes", "random_forest", "xgboost"]
 
 
 def test_exponent_floats_reach_typed_grid(tmp_path):

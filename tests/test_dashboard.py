@@ -11,6 +11,8 @@ from sentiment_pipeline.dashboard import page
 from sentiment_pipeline.monitoring import charts
 from sentiment_pipeline.serving.prediction_log import connect, predictions
 
+from .conftest import PROJECT_ROOT
+
 CLASSES = ["negative", "neutral", "positive"]
 
 
@@ -65,3 +67,17 @@ def test_a_broken_monitor_file_reads_as_no_run(tmp_path):
     broken = tmp_path / "monitor.json"
     broken.write_text("{not json")
     assert page.read_monitor(broken) is None and page.read_monitor(tmp_path / "absent.json") is None
+
+
+def test_the_model_card_panel_names_each_familys_resampling():
+    from sentiment_pipeline.serving.predictor import resampling_chosen
+
+    card = {"family": "ensemble", "params": {"method": "soft_vote"},
+            "ensemble": {"members": [{"family": "logreg", "params": {"C": 1.0, "resampling": "class_weight"}},
+                                     {"family": "xgboost", "params": {"resampling": "smote"}}]}}
+    assert resampling_chosen(card) == {"logreg": "class_weight", "xgboost": "smote"}
+    assert resampling_chosen({"family": "logreg", "params": {"resampling": "smote"}}) == {"logreg": "smote"}
+    assert resampling_chosen({"family": "logreg", "params": {"C": 1.0}}) == {}
+    evaluation = page.load_evaluation(PROJECT_ROOT, CLASSES)
+    html = page.model_card_panel({"family": "ensemble", "resampling": resampling_chosen(card)}, evaluation)
+    assert "<th>resampling (chosen by CV)</th><td>logreg: class_weight, xgboost: smote</td>" in html

@@ -239,3 +239,49 @@ def test_bad_class_scales_name_the_key(value, message):
     with pytest.raises(ValueError, match=message) as error:
         EnsembleConfig(class_scale=value)
     assert "class_scale" in str(error.value)
+
+
+def test_grouped_soft_vote_scores_are_each_votes_own_bit_for_bit(features, searches):
+    """The search scores every class scaling of one weighted mean at once: each fold score is
+    the macro-F1 of exactly the vote soft_vote serves."""
+    y = features.y_train
+    result = _search(searches, y, method=["soft_vote"], prior_power=[0.0, 0.5], member_weights=[0.0, 1.0, 2.0],
+                     class_scale=[0.9, 1.0, 1.2])
+    table = result.cv_table.set_index(["prior_power", "weights", "class_scale"])
+    for found in ensemble.combinations(EnsembleConfig(members=list(MEMBERS), prior_power=[0.0, 0.5],
+                                                      member_weights=[0.0, 1.0, 2.0], class_scale=[0.9, 1.0, 1.2]), 3):
+        row = table.loc[(found.prior_power, ensemble.weights_label(found.weights),
+                         ensemble.weights_label(found.class_scale, none="none"))]
+        for k, (train, valid) in enumerate(_folds(y)):
+            vote = soft_vote([searches[m].oof_proba[valid] for m in MEMBERS], ensemble.class_shares(y[train], 3),
+                             found.prior_power, found.weights, found.class_scale)
+            assert row[f"split{k}_f1_macro"] == ensemble.macro_f1(y[valid], vote.argmax(1), 3)
+
+
+def test_a_member_weighted_zero_is_left_out_of_the_vote(features, searches):
+    y = features.y_train
+    assert ensemble.weight_vectors([0.0, 1.0], 2) == [(0.0, 1.0), (1.0, 0.0), None]
+    assert len(ensemble.weight_vectors([0.0, 1.0, 2.0], 5)) == 3 ** 5 - 1 - (2 ** 5 - 1)  # 211 votes
+    result = _search(searches, y, method=["soft_vote"], member_weights=[0.0, 1.0])
+    table = result.cv_table
+    assert len(table) == 2 ** 3 - 1  # every non-empty subset of the members, as a plain mean
+    alone = table[table["weights"] == "0:1:0"].iloc[0]
+    for k, (_, valid) in enumerate(_folds(y)):
+        assert alone[f"split{k}_f1_macro"] == ensemble.macro_f1(y[valid], searches["logreg"].oof_proba[valid].argmax(1), 3)
+    # the best vote, built: only its members predict, and they are the ones the summary names
+    combination = ensemble.Combination("soft_vote", prior_power=0.0, weights=(0.0, 2.0, 1.0))
+    members = [prediction_pipeline(searches[m].best_estimator) for m in MEMBERS]
+    built = EnsembleClassifier.from_fitted(members, combination, y, [searches[m].oof_proba for m in MEMBERS], 42)
+    assert built.members_ == members[1:] and built.weights == [2.0, 1.0]
+    probas = [m.predict_proba(features.X_test) for m in members]
+    assert np.array_equal(built.predict_proba(features.X_test),
+                          soft_vote(probas, built.shares_, 0.0, (0.0, 2.0, 1.0)))
+    label = result.cv_table["weights"].iloc[0]  # the best vote's weights, over all listed members
+    weights = [1.0] * len(MEMBERS) if label == "equal" else [float(w) for w in label.split(":")]
+    assert result.summary["best_params"]["members"] == [m for m, w in zip(MEMBERS, weights) if w > 0]
+    assert len(result.estimator.members_) == len(result.summary["best_params"]["members"])
+
+
+def test_member_weights_need_a_positive_one():
+    with pytest.raises(ValueError, match="member_weights needs a positive weight"):
+        EnsembleConfig(member_weights=[0.0])

@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from sentiment_pipeline import paths
 from sentiment_pipeline.report import (MARKER, ReportInputs, Snapshot, mermaid_bar_chart,
                                        metrics_diff_table, read_snapshot, render, y_axis_range)
 from sentiment_pipeline.tolerance import Difference
@@ -62,7 +63,7 @@ def test_a_dropped_familys_leftover_files_are_not_reported(tmp_path):
     (tmp_path / "metrics/cv").mkdir(parents=True)
     (tmp_path / "plots").mkdir()
     for family in ("logreg", "random_forest", "ensemble"):
-        (tmp_path / f"metrics/cv/{family}.json").write_text(json.dumps({"family": family, **summary}))
+        (tmp_path / paths.cv_summary(family)).write_text(json.dumps({"family": family, **summary}))
     (tmp_path / "plots/cv_comparison.json").write_text(json.dumps(
         [{"family": f, **summary} for f in ("ensemble", "logreg")]))
     assert set(read_snapshot(tmp_path, None).cv) == {"logreg", "ensemble"}
@@ -279,3 +280,11 @@ def test_cv_table_names_the_resampling_strategy_that_won():
                                 resampling_cv_f1_macro={"class_weight": 0.7150, "smote": 0.7200})
     md = render(inputs(current=current)).markdown
     assert "| **smote** 0.7200 / class_weight 0.7150 | 3 |" in md
+
+
+def test_a_base_revision_with_the_ensemble_under_metrics_cv_is_read(tmp_path):
+    """Revisions before the single train stage kept the ensemble's summary in metrics/cv/."""
+    summary = {"cv_f1_macro_mean": 0.7728, "cv_f1_macro_std": 0.01, "n_candidates": 376}
+    (tmp_path / "metrics/cv").mkdir(parents=True)
+    (tmp_path / "metrics/cv/ensemble.json").write_text(json.dumps({"family": "ensemble", **summary}))
+    assert read_snapshot(tmp_path, None).cv["ensemble"]["cv_f1_macro_mean"] == 0.7728

@@ -55,12 +55,9 @@ def test_dvclive_output_lands_in_our_layout(tmp_path, monkeypatch):
 
 
 def test_cv_comparison_has_one_row_per_family_best_first():
-    from sentiment_pipeline.select import cv_comparison_rows, fit_time_rows
+    from sentiment_pipeline.select import cv_comparison_rows
 
     rows = cv_comparison_rows([summary("logreg", 0.70), summary("linear_svm", 0.75, std=0.02)])
     assert [row["family"] for row in rows] == ["linear_svm", "logreg"]
     assert rows[0] == {"family": "linear_svm", "cv_f1_macro_mean": 0.75, "cv_f1_macro_std": 0.02,
                        "n_candidates": 1}
-    timings = fit_time_rows({"logreg": {"mean_fit_seconds": 0.5}, "xgboost": {"mean_fit_seconds": 2.0}})
-    assert timings == [{"family": "logreg", "mean_fit_seconds": 0.5},
-                       {"family": "xgboost", "mean_fit_seconds": 2.0}]

@@ -277,7 +277,7 @@ def test_a_failure_in_pass_two_leaves_no_features(tmp_path, split_files):
 def test_streamed_tfidf_reports_an_impossible_min_df(tmp_path, split_files):
     train_file, test_file = split_files
     config = FeaturizeConfig(min_df=100, max_df=0.99, chunk_rows=50, n_jobs=1)
-    with pytest.raises(ConfigError, match=r"192 training texts with featurize.min_df=100, max_df=0.99: no terms remain"):
+    with pytest.raises(ConfigError, match=r"201 training texts with featurize.min_df=100, max_df=0.99: no terms remain"):
         featurize_stream(train_file, test_file, config, tmp_path / "features")
     with pytest.raises(ConfigError, match="max_df corresponds to fewer documents than min_df"):
         featurize_stream(train_file, test_file, config.model_copy(update={"min_df": 1000}), tmp_path / "features")

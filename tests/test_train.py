@@ -114,7 +114,8 @@ def test_progress_bar_counts_every_candidate_fold_fit(features, monkeypatch):
     monkeypatch.setattr(train, "tqdm", RecordingBar)
     grid_search("naive_bayes", {"clf__alpha": [0.5, 1.0]}, features.X_train, features.y_train,
                 TrainConfig(cv_folds=3, n_jobs=2), ResamplingConfig(strategy="none"))
-    assert len(bars) == 1 and bars[0].total == 2 * 3 and bars[0].n == 2 * 3
+    # every candidate's fold fits, then the winner's refit
+    assert len(bars) == 1 and bars[0].total == 2 * 3 + 1 and bars[0].n == 2 * 3 + 1
 
 
 @pytest.mark.parametrize("family", ["linear_svm", "logreg", "random_forest"])
@@ -130,9 +131,9 @@ def test_threaded_search_is_deterministic(features, family):
 
 
 @pytest.mark.parametrize("strategy", ["class_weight", "smote"])
-def test_a_single_candidate_refit_beside_the_folds_is_gridsearchcvs_refit(features, strategy):
-    """One candidate: its refit runs beside the folds; the model, scores and out-of-fold
-    probabilities are those of GridSearchCV(refit=True) on the same folds, bit for bit."""
+def test_the_winners_refit_is_gridsearchcvs_refit(features, strategy):
+    """The searches run with refit=False and the winner is refitted once they are done: the
+    model and scores are those of GridSearchCV(refit=True) on the same folds, bit for bit."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.utils.class_weight import compute_sample_weight
 
@@ -179,7 +180,7 @@ def test_resampling_as_a_grid_dimension_compares_strategies_on_the_same_folds(fe
     expected_ranks = sorted(means.rank(method="min", ascending=False).astype(int))
     assert both.cv_table["rank"].tolist() == expected_ranks
     assert both.cv_table["mean_f1_macro"].tolist() == sorted(means, reverse=True)
-    assert both.timing["fits"] == 2 * (2 * 3 + 1)
+    assert both.timing["fits"] == 2 * 2 * 3 + 1  # the winner alone is refitted
     # the winning strategy's own model: SMOTE in its pipeline exactly when it won
     has_smote = both.best_estimator.named_steps["resample"] != "passthrough"
     assert has_smote == (winner == "smote")
@@ -204,3 +205,55 @@ def test_a_resampling_grid_entry_is_not_a_classifier_parameter():
         NaiveBayesGrid(resampling=["oversample"])
     with pytest.raises(ValueError, match="must be distinct"):
         NaiveBayesGrid(resampling=["smote", "smote"])
+
+
+def test_families_searched_together_are_each_family_searched_alone(features):
+    """train_families runs every search in one pool and shares SMOTE's folds between them:
+    neither the schedule nor the cache changes a score, a model or an out-of-fold probability."""
+    from sentiment_pipeline.train import train_families
+
+    grids = {"logreg": ({"clf__C": [0.5, 1.0]}, ["class_weight", "smote"]),
+             "naive_bayes": ({"clf__alpha": [0.3, 1.0]}, ["smote", "class_weight"]),
+             "random_forest": ({"select__k": [40], "clf__n_estimators": [5]}, ["class_weight", "smote"]),
+             "xgboost": ({"select__k": [40], "clf__n_estimators": [5], "clf__max_depth": [3]}, ["smote"])}
+    config, resampling = TrainConfig(cv_folds=3, n_jobs=2), ResamplingConfig(k_neighbors=3)
+    together = train_families(grids, features.X_train, features.y_train, config, resampling)
+    for family, (grid, strategies) in grids.items():
+        alone = grid_search(family, grid, features.X_train, features.y_train, TrainConfig(cv_folds=3, n_jobs=1),
+                            resampling, strategies=strategies)
+        pd.testing.assert_frame_equal(together[family].cv_table, alone.cv_table)
+        assert together[family].summary == alone.summary
+        assert np.array_equal(together[family].oof_proba, alone.oof_proba)
+        assert pickle.dumps(together[family].best_estimator) == pickle.dumps(alone.best_estimator)
+
+
+def test_smote_runs_once_per_fold_for_every_family_that_resamples_the_same_rows(features, monkeypatch):
+    import imblearn.over_sampling
+
+    from sentiment_pipeline.train import train_families
+
+    RecordingSMOTE.seen = []
+    monkeypatch.setattr(imblearn.over_sampling, "SMOTE", RecordingSMOTE)
+    grids = {family: ({"clf__C": [0.5, 1.0]} if family != "naive_bayes" else {"clf__alpha": [0.5, 1.0]}, ["smote"])
+             for family in ("logreg", "naive_bayes", "linear_svm")}
+    grids["linear_svm"] = ({"clf__calibration_folds": [2]}, ["smote"])
+    results = train_families(grids, features.X_train, features.y_train, TrainConfig(cv_folds=3, n_jobs=2),
+                             ResamplingConfig(k_neighbors=3))
+    # 3 training folds, and all 90 rows for each family's refit: 4 runs, not 3 x (2 x 3 + 1)
+    assert sorted(RecordingSMOTE.seen) == [60, 60, 60, 90]
+    assert all(r.best_params["resampling"] == "smote" for r in results.values())
+
+
+def test_dense_forest_grows_the_trees_of_the_sparse_one(features):
+    """DenseRandomForest densifies to float32, which the forest converts to anyway."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from sentiment_pipeline.forest import DenseRandomForest
+
+    X, y = features.X_train, features.y_train
+    dense = DenseRandomForest(n_estimators=10, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
+    sparse = RandomForestClassifier(n_estimators=10, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
+    np.testing.assert_array_equal(dense.predict_proba(features.X_test), sparse.predict_proba(features.X_test))
+    for ours, theirs in zip(dense.estimators_, sparse.estimators_):
+        np.testing.assert_array_equal(ours.tree_.threshold, theirs.tree_.threshold)
+        np.testing.assert_array_equal(ours.tree_.feature, theirs.tree_.feature)

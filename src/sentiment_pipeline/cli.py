@@ -41,7 +41,7 @@ def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
 # Which stage writes what: for the hint when a stage is run by hand before its inputs exist.
 _PRODUCERS = (("data/raw", "download"), ("data/processed", "preprocess"), ("data/features", "featurize"),
               ("models/vectorizer", "featurize"), ("models/ensemble", "ensemble"),
-              ("metrics/cv/ensemble.json", "ensemble"), ("metrics/timing/ensemble.json", "ensemble"),
+              ("metrics/ensemble.json", "ensemble"), ("metrics/timing/ensemble.json", "ensemble"),
               ("models/candidates", "train"),
               ("metrics/cv", "train"), ("metrics/timing", "train"), ("models/final", "select"),
               ("plots/cv_comparison.json", "select"), ("metrics/baselines.json", "baselines"),
@@ -100,9 +100,10 @@ def featurize(params: Path = ParamsOption) -> None:
 
 
 @app.command()
-def train(family: str = typer.Option(..., help="Model family to grid-search."),
+def train(family: str | None = typer.Option(
+              None, help="Only this family (default: every family train.families lists, as dvc repro runs it)."),
           params: Path = ParamsOption) -> None:
-    """Grid-search one model family with stratified K-fold CV."""
+    """Grid-search every listed model family with stratified K-fold CV, sharing the cores."""
     from sentiment_pipeline.stages import train as stage
 
     _run(stage.run, family=family, params_file=params)
@@ -296,12 +297,14 @@ def check_lock(
                                     "[default: tolerance.ABS_TOLERANCE, 5e-05]."),
 ) -> None:
     """Fail when dvc.lock differs from REV in code, params or data, or metrics/ and plots/ differ
-    beyond the tolerance (measured seconds excepted)."""
+    beyond the tolerance; one line saying what matched when they agree."""
     from sentiment_pipeline import lockcheck
     from sentiment_pipeline.tolerance import ABS_TOLERANCE
 
-    _run(lockcheck.check, root=Path.cwd(), rev=rev,
-         tolerance=ABS_TOLERANCE if tolerance is None else tolerance)
+    def check(**kwargs) -> None:
+        typer.echo(lockcheck.check(**kwargs))
+
+    _run(check, root=Path.cwd(), rev=rev, tolerance=ABS_TOLERANCE if tolerance is None else tolerance)
 
 
 def main() -> None:

@@ -326,6 +326,12 @@ def _distinct(name: str):
     return AfterValidator(check)
 
 
+def _some_positive(values: list[float]) -> list[float]:
+    if max(values) <= 0:
+        raise ValueError(f"train.ensemble.member_weights needs a positive weight, got {values}")
+    return values
+
+
 class EnsembleConfig(_Section):
     """The ensemble family: the best candidates of ``members`` (each with the hyperparameters
     its own search chose) combined by soft voting or stacking. Every combination of the lists
@@ -345,9 +351,10 @@ class EnsembleConfig(_Section):
                       _distinct("train.ensemble.meta_C")] = Field(default_factory=lambda: [1.0])  # stacking
     # soft_vote's member weights: each member's weight is one of these values and every
     # assignment is a candidate (assignments proportional to one another are the same vote and
-    # scored once); [1.0] alone: the plain mean
-    member_weights: Annotated[list[PositiveFloat], Field(min_length=1),
-                              _distinct("train.ensemble.member_weights")] = Field(default_factory=lambda: [1.0])
+    # scored once; 0 leaves the member out of the vote); [1.0] alone: the plain mean
+    member_weights: Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=1),
+                              _distinct("train.ensemble.member_weights"),
+                              AfterValidator(_some_positive)] = Field(default_factory=lambda: [1.0])
     # soft_vote's per-class thresholds for macro-F1: each class's combined probability is
     # multiplied by one of these before the argmax (then renormalised), every assignment over
     # the classes a candidate (proportional ones scored once); [1.0] alone: none

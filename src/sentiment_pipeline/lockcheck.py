@@ -10,8 +10,8 @@ CI runs the pipeline on a clean clone and compares in two tiers:
   hashes in the lock are not compared; the files are, value by value, and each value that is
   off is named with both numbers.
 
-The grid searches' measured seconds (``metrics/timing/``, ``plots/cv_fit_time.json``) differ on
-every run and are left out.
+The grid searches' measured seconds (``metrics/timing/``) are neither in the lock nor in git,
+so an unchanged re-run leaves both as they were.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from sentiment_pipeline import paths
 from sentiment_pipeline.errors import PipelineError
 from sentiment_pipeline.tolerance import ABS_TOLERANCE, Difference, compare_files
 
-MEASURED_DIRS = (paths.TIMING_DIR.as_posix() + "/",)
-MEASURED_FILES = (paths.CV_FIT_TIME.as_posix(),)
 TRACKED = ("metrics", "plots")
 # Outputs computed with floating-point maths: compared through the tolerance, not by hash.
 COMPUTED = (paths.FEATURES_DIR.as_posix(), "models", paths.METRICS_DIR.as_posix(),
@@ -36,11 +34,6 @@ MAX_LISTED = 20
 
 class StaleLockError(PipelineError):
     """The committed results differ from what the pipeline produced."""
-
-
-def is_measured(path: str) -> bool:
-    # the directory itself too: select depends on metrics/timing as a whole
-    return path in MEASURED_FILES or path.startswith(MEASURED_DIRS) or path + "/" in MEASURED_DIRS
 
 
 def is_computed(path: str) -> bool:
@@ -53,12 +46,11 @@ def _entry_view(entry: dict) -> dict:
 
 
 def exact_view(lock: dict) -> dict:
-    """``dvc.lock`` as it must match across machines: measured outputs dropped, computed outputs
-    reduced to their paths (in a stage's deps as in the outs of the stage producing them)."""
+    """``dvc.lock`` as it must match across machines: computed outputs reduced to their paths
+    (in a stage's deps as in the outs of the stage producing them)."""
     view = {}
     for name, stage in (lock or {}).get("stages", {}).items():
-        view[name] = {**stage, **{key: [_entry_view(entry) for entry in stage.get(key, [])
-                                        if not is_measured(entry["path"])]
+        view[name] = {**stage, **{key: [_entry_view(entry) for entry in stage.get(key, [])]
                                   for key in ("deps", "outs") if key in stage}}
     return view
 
@@ -93,10 +85,6 @@ def stage_differences(committed: dict, produced: dict) -> dict[str, list[str]]:
     return found
 
 
-def stale_stages(committed: dict, produced: dict) -> list[str]:
-    return sorted(stage_differences(committed, produced))
-
-
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
 
@@ -109,14 +97,13 @@ def _git_lines(root: Path, *args: str) -> set[str]:
 
 
 def result_files(root: Path, rev: str) -> tuple[set[str], set[str]]:
-    """The measured-free result files under metrics/ and plots/: at ``rev``, and in the
-    workspace (tracked or new, not ignored)."""
+    """The result files under metrics/ and plots/: at ``rev``, and in the workspace (tracked or
+    new, not ignored: the measured seconds under metrics/timing/ are ignored)."""
     committed = _git_lines(root, "ls-tree", "-r", "-z", "--name-only", rev, "--", *TRACKED)
     present = _git_lines(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
                          "--", *TRACKED)
     present = {name for name in present if (root / name).is_file()}
-    keep = lambda names: {n for n in names if not is_measured(n)}  # noqa: E731
-    return keep(committed), keep(present)
+    return committed, present
 
 
 def result_differences(root: Path, rev: str, tolerance: float = ABS_TOLERANCE) -> list[Difference]:
@@ -132,8 +119,9 @@ def result_differences(root: Path, rev: str, tolerance: float = ABS_TOLERANCE) -
     return differences
 
 
-def check(root: Path, rev: str = "HEAD", tolerance: float = ABS_TOLERANCE) -> None:
-    """Raise :class:`StaleLockError` naming what differs between ``rev`` and the workspace."""
+def check(root: Path, rev: str = "HEAD", tolerance: float = ABS_TOLERANCE) -> str:
+    """Raise :class:`StaleLockError` naming what differs between ``rev`` and the workspace;
+    else return one line saying what was compared."""
     shown = _git(root, "show", f"{rev}:./dvc.lock")
     if shown.returncode != 0:
         raise StaleLockError(f"no dvc.lock at {rev}: {shown.stderr.strip()}")
@@ -153,3 +141,6 @@ def check(root: Path, rev: str = "HEAD", tolerance: float = ABS_TOLERANCE) -> No
     if problems:
         raise StaleLockError("\n".join(problems) + "\nRun 'make repro' and commit dvc.lock, "
                              "metrics/ and plots/")
+    compared = len(result_files(root, rev)[0])
+    return (f"dvc.lock matches {rev} ({len(produced.get('stages', {}))} stages) and {compared} result files "
+            f"under metrics/ and plots/ match within {tolerance:g}")

@@ -64,8 +64,8 @@ def _ensemble_lines(details: dict | None, classes: list[str]) -> list[str]:
     combinations = details.get("combinations", [])  # best first
     shown = _combinations_shown(combinations)
     lines += ["", "**Ensemble combinations** compared by CV on the members' out-of-fold probabilities"
-              " (weights in the members' order above, class scales in the classes' order: "
-              + ":".join(classes) + ")"
+              " (weights in the order " + ":".join(details.get("weight_order", [m["family"] for m in details.get("members", [])]))
+              + ", 0 leaving a member out; class scales in the classes' order: " + ":".join(classes) + ")"
               + (f" (the best {len(shown)} of {len(combinations)}, each method's best among them):"
                  if len(shown) < len(combinations) else ":"), "",
               "| method | setting | CV macro-F1 | ± std |", "| --- | --- | --- | --- |"]

@@ -128,10 +128,10 @@ def _naive_bayes(seed: int) -> ClassifierMixin:
 
 
 def _random_forest(seed: int) -> ClassifierMixin:
-    from sklearn.ensemble import RandomForestClassifier
+    from sentiment_pipeline.forest import DenseRandomForest
 
     # One thread per model: the grid search already runs one model per core.
-    return RandomForestClassifier(random_state=seed, n_jobs=1)
+    return DenseRandomForest(random_state=seed, n_jobs=1)
 
 
 def _xgboost(seed: int) -> ClassifierMixin:

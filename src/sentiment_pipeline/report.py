@@ -107,6 +107,8 @@ def read_snapshot(root: Path, rev: str | None) -> Snapshot:
     listed = {row["family"] for row in compared} if isinstance(compared, list) else set(CANDIDATE_FAMILIES)
     for family in (f for f in CANDIDATE_FAMILIES if f in listed):
         summary = _read_json_at(root, rev, paths.cv_summary(family))
+        if summary is None and family == "ensemble":  # where revisions before 2026-12 kept it
+            summary = _read_json_at(root, rev, paths.CV_METRICS_DIR / "ensemble.json")
         if summary is not None:
             cv[family] = summary
         seconds = _read_json_at(root, rev, paths.train_timing(family))

@@ -32,11 +32,6 @@ def cv_comparison_rows(summaries: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: -row["cv_f1_macro_mean"])
 
 
-def fit_time_rows(timings: dict[str, dict]) -> list[dict]:
-    """Measured search cost per family; kept apart from the scores because it varies by run."""
-    return [{"family": family, **timing} for family, timing in timings.items()]
-
-
 def final_model(vectorizer, candidate) -> Pipeline:
     """Text in, class index out: the fitted TF-IDF followed by the winning candidate.
 
@@ -64,6 +59,7 @@ def ensemble_details(summary: dict, members: list[dict], cv_table) -> dict:
         "combinations": [{"method": row["method"], "setting": knob(row), "cv_f1_macro_mean": float(row["mean_f1_macro"]),
                           "cv_f1_macro_std": float(row["std_f1_macro"])} for _, row in cv_table.iterrows()],
         "method": summary["best_params"]["method"],
+        "weight_order": summary.get("listed_members", [m["family"] for m in members]),
     }
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from joblib import parallel_config
+from joblib import effective_n_jobs, parallel_config
 from sklearn.metrics import get_scorer
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold, cross_val_predict
@@ -43,9 +42,13 @@ class SearchResult:
     oof_proba: np.ndarray
 
 
-def _fingerprint(X: sp.csr_matrix) -> bytes:
+def _fingerprint(X: sp.csr_matrix | np.ndarray) -> bytes:
+    """A digest of a matrix's contents (its shape and dtype too, for dense arrays)."""
     digest = hashlib.blake2b(digest_size=16)
-    for part in (X.indptr, X.indices, X.data):
+    parts = (X.indptr, X.indices, X.data) if sp.issparse(X) else (np.asarray(X.shape), X)
+    if not sp.issparse(X):
+        digest.update(str(X.dtype).encode())
+    for part in parts:
         digest.update(np.ascontiguousarray(part).tobytes())
     return digest.digest()
 
@@ -55,9 +58,9 @@ class _OutOfFold:
     them: the scorer is given the validation rows, and their fingerprint names the fold. Costs
     a prediction per fit instead of refitting the best candidate once per fold."""
 
-    def __init__(self, X: sp.csr_matrix, folds: list, param_names: list[str]) -> None:
+    def __init__(self, fold_of: dict[bytes, int], folds: list, param_names: list[str]) -> None:
         self.folds = folds
-        self.fold_of = {_fingerprint(X[valid]): k for k, (_, valid) in enumerate(folds)}
+        self.fold_of = fold_of  # fingerprint of a validation fold's rows -> fold number
         self.param_names = param_names
         self.probas: dict[tuple, np.ndarray] = {}
 
@@ -221,6 +224,72 @@ def _cv_table(search: GridSearchCV, param_names: list[str]) -> pd.DataFrame:
     return table.sort_values(["rank"], kind="stable").reset_index(drop=True)
 
 
+class FoldCache:
+    """Each training fold's resampled rows, computed once per training run and shared by every
+    search that resamples the same rows the same way (a ``memory`` for the Pipelines).
+
+    SMOTE's output depends only on its parameters and the rows it gets: the families without a
+    column filter (logreg, naive Bayes, the SVM) resample the same training folds, and so do
+    the forest and XGBoost (the same chi-squared filter of 1,000 columns), so of the 30 SMOTE
+    runs of the default run's CV and refits 12 remain. Entries are keyed by the arguments'
+    contents (a BLAKE2 digest of every array, joblib's hash of the rest), as joblib.Memory keys
+    them, but held in memory: joblib.Memory pickled each 50 MB fold to disk and hashed it again
+    on every read, which cost naive Bayes' search 4 of its 6 s. Only the resampling step is
+    cached; the filter is cheaper to refit than to key."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo):  # clone() deep-copies Pipeline parameters: share, don't copy
+        return self
+
+    def cache(self, func, ignore=None):
+        if func.__name__ != "_fit_resample_one":
+            return func
+        import inspect
+
+        import joblib
+
+        signature = inspect.signature(func)
+
+        def cached(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            key = tuple((name, _content_key(value)) for name, value in bound.arguments.items()
+                        if name not in (ignore or ()))
+            with self._lock:
+                entry = self._entries.setdefault(key, [threading.Lock(), None])
+            with entry[0]:  # a second search wanting the same fold waits for the first
+                if entry[1] is None:
+                    entry[1] = func(*args, **kwargs)
+            return entry[1]
+
+        def _content_key(value):
+            if sp.issparse(value) or isinstance(value, np.ndarray):
+                return _fingerprint(value)
+            return joblib.hash(value)
+
+        return cached
+
+
+@dataclass(eq=False)
+class _Search:
+    """One family's grid search with one resampling strategy."""
+
+    family: str
+    strategy: str
+    search: GridSearchCV
+    fit_params: dict
+    out_of_fold: _OutOfFold | None
+    seconds: float = 0.0
+
+
+# Relative seconds per fit on this data (measured, class weights; SMOTE doubles them): the
+# longest searches start first so the cores finish together. Only the order depends on them.
+_FIT_COST = {"xgboost": 3.0, "logreg": 2.0, "random_forest": 2.0, "linear_svm": 1.5, "naive_bayes": 0.2}
+
+
 def grid_search(
     family: str,
     grid: dict[str, list],
@@ -231,37 +300,160 @@ def grid_search(
     strategies: list[str] | None = None,
 ) -> SearchResult:
     """Stratified K-fold grid search of ``family`` over ``grid`` (``step__param`` keys),
-    scored by macro-F1, with resampling inside each training fold. Refits the best candidate
-    on all of X.
+    scored by macro-F1, with resampling inside each training fold; the best candidate refitted
+    on all of X. One family of :func:`train_families`."""
+    return train_families({family: (grid, strategies)}, X, y, config, resampling)[family]
 
-    ``strategies`` (the family's ``resampling`` grid entry) makes the resampling strategy a
-    grid dimension: one search per strategy on the same folds, the best mean CV score wins
-    (ties: the strategy listed first). Searched apart because class weights are a fit
-    parameter of every candidate, while SMOTE changes the rows the classifier sees."""
+
+def train_families(
+    grids: dict[str, tuple[dict[str, list], list[str] | None]],
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    config: TrainConfig,
+    resampling: ResamplingConfig,
+) -> dict[str, SearchResult]:
+    """Every family's search (``grids``: family -> (param grid, resampling strategies or None)).
+
+    ``strategies`` (a family's ``resampling`` grid entry) make the resampling strategy a grid
+    dimension: one search per strategy on the same folds, the best mean CV score wins (ties:
+    the strategy listed first). Searched apart because class weights are a fit parameter of
+    every candidate, while SMOTE changes the rows the classifier sees.
+
+    With ``train.backend: local`` all families' searches run in one pool of threads (a search
+    per thread, its fits in turn), the longest first, and each family's winner is refitted as
+    soon as its searches are done: the cores stay busy to the end, the liblinear lock that
+    serialises the SVM's fits costs no idle core, and SMOTE's folds are shared through a
+    :class:`FoldCache`. Scores and models do not depend on that schedule (tested)."""
+    for family, (grid, strategies) in grids.items():
+        for strategy in strategies or [resampling.strategy]:
+            _check_folds(y, config.cv_folds, ResamplingConfig(strategy=strategy, k_neighbors=resampling.k_neighbors))
+        _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
+    on_dask = config.backend == "dask"
+    folds = list(StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(X, y))
+    fold_of = None if on_dask else {_fingerprint(X[valid]): k for k, (_, valid) in enumerate(folds)}
+    memory = None if on_dask else FoldCache()  # a Dask worker could not share it
+    n_fits = sum(int(np.prod([len(v) for v in grid.values()])) * config.cv_folds * len(strategies or [None]) + 1
+                 for grid, strategies in grids.values())
+    # candidates x folds done, elapsed, ETA; shown on a terminal only (tqdm's disable=None)
+    bar = tqdm(total=n_fits, desc="CV fits", unit="fit", disable=True if on_dask else None, leave=False)
+    searches: dict[str, list[_Search]] = {}
+    for family, (grid, strategies) in grids.items():
+        searches[family] = []
+        for strategy in strategies or [resampling.strategy]:
+            strategy_config = ResamplingConfig(strategy=strategy, k_neighbors=resampling.k_neighbors)
+            fit_params = {}
+            if strategy == "class_weight":
+                # Every family accepts sample weights; GridSearchCV slices them per fold.
+                fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
+            out_of_fold = None if on_dask else _OutOfFold(fold_of, folds, list(grid))
+            search = GridSearchCV(
+                build_pipeline(family, strategy_config, config.seed, memory=memory),
+                param_grid=grid,
+                # the ticking scorer holds a lock and a terminal: it cannot travel to Dask workers
+                scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, bar, out_of_fold),
+                cv=folds,
+                n_jobs=config.n_jobs if on_dask else 1,
+                refit=False,  # the winner across strategies is refitted below, once
+                error_score="raise",
+            )
+            searches[family].append(_Search(family, strategy, search, fit_params, out_of_fold))
+            log.info("%s (%s): %d candidates x %d folds", family, strategy,
+                     len(ParameterGrid(grid)), config.cv_folds)
+    with bar, fits_in_parallel(config):
+        refits = (_run_on_dask if on_dask else _run_in_threads)(searches, X, y, config, bar)
+    results = {}
+    for family, (grid, strategies) in grids.items():
+        refit, refit_seconds = refits[family]
+        refit.set_params(memory=None)
+        results[family] = _result(family, grid, strategies, searches[family], refit, refit_seconds,
+                                  X, y, folds, config)
+    return results
+
+
+def _winner(searches: list[_Search]) -> _Search:
+    """The strategy with the best mean CV score; ties: the one listed first."""
+    best = max(range(len(searches)), key=lambda i: (searches[i].search.best_score_, -i))
+    return searches[best]
+
+
+def _fit_search(job: _Search, X, y) -> _Search:
+    started = time.perf_counter()
+    job.search.fit(X, y, **job.fit_params)
+    job.seconds = time.perf_counter() - started
+    return job
+
+
+def _refit(job: _Search, X, y):
+    return _timed_refit(job.search.estimator, job.search.best_params_, X, y, job.fit_params)
+
+
+def _run_in_threads(searches: dict[str, list[_Search]], X, y, config: TrainConfig, bar: tqdm) -> dict:
+    """Every search in a pool of threads, longest first; a family's winner refitted as soon as
+    its searches are done. Returns family -> (refitted winner, seconds)."""
+    def cost(job: _Search) -> float:
+        return (_FIT_COST.get(job.family, 1.0) * len(ParameterGrid(job.search.param_grid))
+                * (2.0 if job.strategy == "smote" else 1.0))
+
+    jobs = sorted((job for family_jobs in searches.values() for job in family_jobs), key=cost, reverse=True)
+    left = {family: len(family_jobs) for family, family_jobs in searches.items()}
+    refits = {}
+    with ThreadPoolExecutor(max_workers=effective_n_jobs(config.n_jobs), thread_name_prefix="fit") as pool:
+        try:
+            searching = {pool.submit(_fit_search, job, X, y): job for job in jobs}
+            running = set(searching)
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # a failed fit raises here
+                    job = searching.get(future)
+                    if job is None:  # a refit
+                        bar.update(1)
+                        continue
+                    left[job.family] -= 1
+                    if not left[job.family]:  # all its strategies searched: refit the winner
+                        refits[job.family] = pool.submit(_refit, _winner(searches[job.family]), X, y)
+                        running.add(refits[job.family])
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return {family: future.result() for family, future in refits.items()}
+
+
+def _run_on_dask(searches: dict[str, list[_Search]], X, y, config: TrainConfig, bar: tqdm) -> dict:
+    """Every search in turn, its fits spread over the cluster; the winner refitted here."""
+    refits = {}
+    for family, family_jobs in searches.items():
+        for job in family_jobs:
+            _fit_search(job, X, y)
+        refits[family] = _refit(_winner(family_jobs), X, y)
+        bar.update(1)
+    return refits
+
+
+def _result(family: str, grid: dict[str, list], strategies: list[str] | None, searches: list[_Search],
+            estimator, refit_seconds: float, X, y, folds: list, config: TrainConfig) -> SearchResult:
     searched = strategies is not None  # the grid names its strategies: report which one won
-    strategies = list(strategies or [resampling.strategy])
-    searches = [_search_one(family, grid, X, y, config,
-                            ResamplingConfig(strategy=s, k_neighbors=resampling.k_neighbors))
-                for s in strategies]
-    winner = max(range(len(searches)), key=lambda i: (searches[i][0].best_score_, -i))
-    search, timing, oof_proba = searches[winner]
+    strategies = [job.strategy for job in searches]
+    winner = _winner(searches)
+    search = winner.search
     best_params = {_config_name(k): _config_value(v) for k, v in search.best_params_.items()}
-    tables = [_cv_table(s, list(grid)) for s, _, _ in searches]
     if searched:
-        best_params["resampling"] = strategies[winner]
-    if len(strategies) > 1:
-        table = pd.concat([t.assign(resampling=strategy) for t, strategy in zip(tables, strategies)],
+        best_params["resampling"] = winner.strategy
+    tables = [_cv_table(job.search, list(grid)) for job in searches]
+    if len(searches) > 1:
+        table = pd.concat([t.assign(resampling=job.strategy) for t, job in zip(tables, searches)],
                           ignore_index=True)
         # ranked as GridSearchCV ranks: ties share the smaller rank
         table["rank"] = table["mean_f1_macro"].rank(method="min", ascending=False).astype(int)
         table = table.sort_values(["rank"], kind="stable").reset_index(drop=True)
-        timing = {key: round(sum(t[key] for _, t, _ in searches), 3) for key in ("search_seconds", "fits")}
-        timing["mean_fit_seconds"] = round(float(np.mean([t["mean_fit_seconds"] for _, t, _ in searches])), 3)
-        timing.update(best_fit_seconds=searches[winner][1]["best_fit_seconds"],
-                      refit_seconds=searches[winner][1]["refit_seconds"])
     else:
         table = tables[0]
-    n_candidates = int(np.prod([len(v) for v in grid.values()])) * len(strategies)
+    if winner.out_of_fold is not None:
+        oof_proba = winner.out_of_fold.of(search.best_params_, len(y))
+    else:  # the scorers ran on Dask workers: fit the best candidate once per fold
+        oof_proba = cross_val_predict(clone(estimator), X, y, cv=folds, method="predict_proba",
+                                      params=winner.fit_params, n_jobs=config.n_jobs)
+    n_candidates = len(ParameterGrid(grid)) * len(strategies)
     summary = {
         "family": family,
         "cv_f1_macro_mean": float(search.best_score_),
@@ -271,82 +463,22 @@ def grid_search(
         "best_params": best_params,
     }
     if searched:
-        summary["resampling_cv_f1_macro"] = {s: float(found.best_score_) for s, (found, _, _) in zip(strategies, searches)}
+        summary["resampling_cv_f1_macro"] = {job.strategy: float(job.search.best_score_) for job in searches}
+    fit_times = np.concatenate([job.search.cv_results_["mean_fit_time"] for job in searches])
+    timing = {
+        "search_seconds": round(sum(job.seconds for job in searches) + refit_seconds, 2),
+        "mean_fit_seconds": round(float(np.mean(fit_times)), 3),
+        "best_fit_seconds": round(float(search.cv_results_["mean_fit_time"][search.best_index_]), 3),
+        "refit_seconds": round(refit_seconds, 3),
+        "fits": n_candidates * config.cv_folds + 1,
+    }
     log.info("%s: best CV macro-F1 %.4f +/- %.4f with %s", family, summary["cv_f1_macro_mean"],
              summary["cv_f1_macro_std"], best_params)
-    return SearchResult(family, search.best_estimator_, best_params, table, summary, timing, oof_proba)
+    return SearchResult(family, estimator, best_params, table, summary, timing, oof_proba)
 
 
 def _timed_refit(estimator, params: dict, X, y, fit_params: dict):
+    """The refit GridSearchCV(refit=True) does: the same clone, parameters and fit parameters."""
     started = time.perf_counter()
     refitted = clone(estimator).set_params(**clone(params, safe=False)).fit(X, y, **fit_params)
     return refitted, time.perf_counter() - started
-
-
-def _search_beside_refit(search: GridSearchCV, params: dict, X, y, fit_params: dict) -> None:
-    """``search.fit`` of a one-candidate grid (``refit=False``), with the refit GridSearchCV
-    would do afterwards (the same clone, parameters and fit parameters) run in a thread beside
-    the folds; ``best_estimator_`` and ``refit_time_`` are then set as refit=True sets them."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit") as pool:
-        refit = pool.submit(_timed_refit, search.estimator, params, X, y, fit_params)
-        search.fit(X, y, **fit_params)
-        search.best_estimator_, search.refit_time_ = refit.result()
-
-
-def _search_one(family: str, grid: dict[str, list], X: sp.csr_matrix, y: np.ndarray, config: TrainConfig,
-                resampling: ResamplingConfig) -> tuple[GridSearchCV, dict, np.ndarray]:
-    """One GridSearchCV with one resampling strategy; the fitted search, its timing and the
-    best candidate's out-of-fold probabilities."""
-    _check_folds(y, config.cv_folds, resampling)
-    _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
-    fit_params = {}
-    if resampling.strategy == "class_weight":
-        # Every family accepts sample weights; GridSearchCV slices them per fold.
-        fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
-    n_candidates = int(np.prod([len(v) for v in grid.values()]))
-    log.info("%s (%s): %d candidates x %d folds", family, resampling.strategy, n_candidates, config.cv_folds)
-    # With SMOTE, Memory caches each fold's resampled matrix, so SMOTE runs once per fold and
-    # filter setting, not per candidate; without it, hashing the matrix would cost more than it saves.
-    with tempfile.TemporaryDirectory(prefix="sentiment-cv-cache-") as cache:
-        memory = cache if resampling.strategy == "smote" else None
-        pipeline = build_pipeline(family, resampling, config.seed, memory=memory)
-        # candidates x folds done, elapsed, ETA; shown on a terminal only (tqdm's disable=None)
-        on_dask = config.backend == "dask"
-        bar = tqdm(total=n_candidates * config.cv_folds, desc=f"{family} CV fits ({resampling.strategy})",
-                   unit="fit", disable=True if on_dask else None, leave=False)
-        folds = list(StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(X, y))
-        out_of_fold = _OutOfFold(X, folds, list(grid))
-        # A single candidate is the best one before any fold is scored: its refit on all rows
-        # then runs beside the folds (5 folds + refit on 2 cores: 3 fit-times, not 3 + 1).
-        speculate = n_candidates == 1 and not on_dask
-        search = GridSearchCV(
-            pipeline,
-            param_grid=grid,
-            # the ticking scorer holds a lock and a terminal: it cannot travel to Dask workers
-            scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, bar, out_of_fold),
-            cv=folds,
-            n_jobs=config.n_jobs,
-            refit=not speculate,
-            error_score="raise",
-        )
-        started = time.perf_counter()
-        with bar, fits_in_parallel(config):
-            if speculate:
-                _search_beside_refit(search, ParameterGrid(grid)[0], X, y, fit_params)
-            else:
-                search.fit(X, y, **fit_params)
-            search_seconds = round(time.perf_counter() - started, 2)
-            search.best_estimator_.set_params(memory=None)
-            if on_dask:  # the scorers ran on the workers: fit the best candidate once per fold
-                oof_proba = cross_val_predict(clone(search.best_estimator_), X, y, cv=folds,
-                                              method="predict_proba", params=fit_params, n_jobs=config.n_jobs)
-            else:
-                oof_proba = out_of_fold.of(search.best_params_, len(y))
-        timing = {
-            "search_seconds": search_seconds,
-            "mean_fit_seconds": round(float(np.mean(search.cv_results_["mean_fit_time"])), 3),
-            "best_fit_seconds": round(float(search.cv_results_["mean_fit_time"][search.best_index_]), 3),
-            "refit_seconds": round(float(search.refit_time_), 3),
-            "fits": n_candidates * config.cv_folds + 1,
-        }
-    return search, timing, oof_proba

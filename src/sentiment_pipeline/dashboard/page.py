@@ -185,7 +185,10 @@ def _section(panel_id: str, title: str, body: str) -> str:
 def model_card_panel(metadata: dict, evaluation: Evaluation) -> str:
     cv, test = metadata.get("cv", {}), metadata.get("test", {})
     params = ", ".join(f"{escape(str(k))}={escape(json.dumps(v))}" for k, v in sorted(metadata.get("params", {}).items()))
+    resampling = ", ".join(f"{escape(family)}: {escape(chosen)}"
+                           for family, chosen in metadata.get("resampling", {}).items())
     rows = [("family", escape(str(metadata.get("family")))), ("params", params or "—"),
+            ("resampling (chosen by CV)", resampling or "—"),
             ("CV macro-F1", f'{_fmt(cv.get("f1_macro_mean"))} ± {_fmt(cv.get("f1_macro_std"))} ({escape(str(cv.get("folds")))} folds)'),
             ("test accuracy", _fmt(test.get("accuracy"))), ("test macro-F1", _fmt(test.get("f1_macro"))),
             ("test ROC-AUC (macro)", _fmt(test.get("roc_auc_macro"))), ("ECE", _fmt(test.get("ece"))),

@@ -42,6 +42,16 @@ class Predictions:
         return len(self.label_index)
 
 
+def resampling_chosen(card: dict) -> dict[str, str]:
+    """Per family in the served model, the resampling its search chose by CV (SMOTE or class
+    weights): the selected family's, or each ensemble member's."""
+    families = [{"family": card.get("family"), "params": card.get("params", {})}]
+    if card.get("ensemble"):
+        families = card["ensemble"].get("members", [])
+    return {str(f["family"]): str(f["params"]["resampling"]) for f in families
+            if isinstance(f.get("params"), dict) and "resampling" in f["params"]}
+
+
 def model_metadata(verified: VerifiedModel, root: Path) -> dict:
     """What a client or an operator needs to know about the served model."""
     card = verified.card
@@ -51,6 +61,7 @@ def model_metadata(verified: VerifiedModel, root: Path) -> dict:
         "version": verified.version,
         "family": card.get("family"),
         "params": card.get("params", {}),
+        "resampling": resampling_chosen(card),
         "classes": card.get("classes", []),
         "cv": {"f1_macro_mean": card.get("cv_f1_macro_mean"), "f1_macro_std": card.get("cv_f1_macro_std"),
                "folds": card.get("cv_folds"), "selected_by": card.get("selected_by")},

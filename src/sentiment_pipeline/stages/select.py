@@ -5,8 +5,7 @@ from sentiment_pipeline import kernels, paths
 from sentiment_pipeline.config import load_params
 from sentiment_pipeline.features import n_features_out
 from sentiment_pipeline.files import atomic_path, file_md5, read_json, write_joblib, write_json
-from sentiment_pipeline.select import (choose_family, cv_comparison_rows, ensemble_details, final_model,
-                                      fit_time_rows, model_card)
+from sentiment_pipeline.select import choose_family, cv_comparison_rows, ensemble_details, final_model, model_card
 
 
 def run(params_file=paths.PARAMS) -> None:
@@ -32,5 +31,3 @@ def run(params_file=paths.PARAMS) -> None:
                 "cv_f1_macro_std": best["cv_f1_macro_std"], "numerics": kernels.describe()},
                paths.SELECTION)
     write_json(cv_comparison_rows(summaries), paths.CV_COMPARISON)
-    timings = {s["family"]: read_json(paths.train_timing(s["family"])) for s in summaries}
-    write_json(fit_time_rows(timings), paths.CV_FIT_TIME)
