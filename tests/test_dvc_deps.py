@@ -135,3 +135,10 @@ def test_a_missing_module_is_named_with_its_stage():
     stage = {**stages()["evaluate"]}
     stage["deps"] = [dep for dep in stage["deps"] if dep != "src/sentiment_pipeline/evaluate.py"]
     assert missing_deps("evaluate", stage) == ["src/sentiment_pipeline/evaluate.py"]
+
+
+def test_the_committed_lock_holds_exactly_the_stages_of_dvc_yaml():
+    """DVC keeps a removed stage's entry in dvc.lock; a leftover one would describe outputs no
+    stage writes any more."""
+    locked = yaml.safe_load((PROJECT_ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    assert set(locked) == set(stages())

@@ -149,7 +149,7 @@ def test_exp_run_set_param_with_a_grid_list_a_scalar_and_a_family_dropped(repo):
     compared = [row["family"] for row in json.loads((repo.root / "plots/cv_comparison.json").read_text())]
     assert "random_forest" not in compared and {"logreg", "ensemble"} <= set(compared)
     cv = json.loads((repo.root / "metrics/cv/logreg.json").read_text())
-    assert cv["n_candidates"] == 2
+    assert cv["n_candidates"] == 2 * 2  # two Cs, each with class weights and with SMOTE
     table = (repo.root / "models/candidates/logreg/cv_results.csv").read_text()
     assert "1e-06" in table and "1.5" in table
     assert "up to date" in repo.dvc("status")

@@ -35,10 +35,13 @@ def _copy_project(source: Path, target: Path) -> Path:
     for name in ("models/final", "data/processed", "metrics", "plots"):
         shutil.copytree(source / name, target / name)
     params = yaml.safe_load((target / "params.yaml").read_text())
-    # The fixture's model learnt from 240 tweets and was tested on 60: its measured accuracy and
-    # calibration are ±0.06 apart from the truth, so the accuracy checks get wider margins here;
-    # every drift check keeps params.yaml's threshold.
-    params["monitor"].update(min_rows=100, max_estimated_accuracy_drop=0.15, max_live_accuracy_drop=0.25)
+    # The fixture's model learnt from 253 tweets and was tested on 47: its measured accuracy and
+    # calibration are ±0.06 apart from the truth, so the accuracy checks get wider margins here.
+    # The confidence check compares the window with those 47 test rows: KS's 1% critical value
+    # for 300 against 47 rows is 1.63 * sqrt(347 / (300 * 47)) = 0.26, above params.yaml's 0.2
+    # (meant for thousands of test rows), so it gets that. Every other drift check keeps its threshold.
+    params["monitor"].update(min_rows=100, max_estimated_accuracy_drop=0.15, max_live_accuracy_drop=0.25,
+                             max_confidence_ks=0.26)
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return target
 
