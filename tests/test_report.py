@@ -288,3 +288,16 @@ def test_a_base_revision_with_the_ensemble_under_metrics_cv_is_read(tmp_path):
     (tmp_path / "metrics/cv").mkdir(parents=True)
     (tmp_path / "metrics/cv/ensemble.json").write_text(json.dumps({"family": "ensemble", **summary}))
     assert read_snapshot(tmp_path, None).cv["ensemble"]["cv_f1_macro_mean"] == 0.7728
+
+
+def test_measured_seconds_are_shown_only_beside_the_summary_their_run_wrote(tmp_path):
+    from sentiment_pipeline.files import write_json, write_timing
+
+    summary = {"family": "logreg", "cv_f1_macro_mean": 0.7, "cv_f1_macro_std": 0.01, "n_candidates": 1}
+    write_json(summary, tmp_path / paths.cv_summary("logreg"))
+    write_timing({"search_seconds": 2.5, "mean_fit_seconds": 0.4}, tmp_path / paths.train_timing("logreg"),
+                 tmp_path / paths.cv_summary("logreg"))
+    assert read_snapshot(tmp_path, None).timing["logreg"]["search_seconds"] == 2.5
+    # DVC restored another run's summary from its cache: the seconds on disk are not its own
+    write_json({**summary, "cv_f1_macro_mean": 0.71}, tmp_path / paths.cv_summary("logreg"))
+    assert read_snapshot(tmp_path, None).timing == {}

@@ -40,8 +40,8 @@ def test_smote_runs_on_training_folds_only(features, monkeypatch):
     result = grid_search("logreg", {"clf__C": [1.0]}, features.X_train, features.y_train,
                          TRAIN, ResamplingConfig(strategy="smote", k_neighbors=3))
     n = features.X_train.shape[0]
-    # three training folds of about 2/3 of the rows and the refit on all of them (a single
-    # candidate's refit runs beside the folds, so in any order); never a validation fold
+    # three training folds of about 2/3 of the rows and the refit on all of them; never a
+    # validation fold
     fold_sizes = sorted(RecordingSMOTE.seen)[:-1]
     assert len(RecordingSMOTE.seen) == 4 and sorted(RecordingSMOTE.seen)[-1] == n
     assert all(abs(size - n * 2 / 3) <= 1 for size in fold_sizes)
@@ -257,3 +257,53 @@ def test_dense_forest_grows_the_trees_of_the_sparse_one(features):
     for ours, theirs in zip(dense.estimators_, sparse.estimators_):
         np.testing.assert_array_equal(ours.tree_.threshold, theirs.tree_.threshold)
         np.testing.assert_array_equal(ours.tree_.feature, theirs.tree_.feature)
+
+
+@pytest.mark.parametrize("family", ["logreg", "random_forest"])
+def test_shared_smote_folds_score_as_a_search_without_any_cache(features, family):
+    """Two filter sizes, so a cache key mixing up candidates would show: the shared folds give
+    GridSearchCV's own scores (memory=None: every fold resampled afresh) exactly."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    X, y = features.X_train, features.y_train
+    config, resampling = TrainConfig(cv_folds=3, n_jobs=2), ResamplingConfig(strategy="smote", k_neighbors=3)
+    grid = {"select__k": [20, 60], **({"clf__n_estimators": [5]} if family == "random_forest" else {})}
+    ours = grid_search(family, grid, X, y, config, resampling)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=config.seed).split(X, y))
+    reference = GridSearchCV(build_pipeline(family, resampling, config.seed), grid, scoring="f1_macro",
+                             cv=folds).fit(X, y)
+    for k in range(3):
+        np.testing.assert_array_equal(
+            ours.cv_table.sort_values("select_k")[f"split{k}_f1_macro"].to_numpy(),
+            reference.cv_results_[f"split{k}_test_score"])
+    assert pickle.dumps(ours.best_estimator.named_steps["clf"]) == pickle.dumps(reference.best_estimator_.named_steps["clf"])
+
+
+def test_a_failing_search_stops_the_others_and_is_raised(features, monkeypatch):
+    """The SVM's first fit fails; naive Bayes' search (18 fits of 0.3 s here) stops at its next
+    fit instead of running its 5 s out, and the SVM's error is what the stage raises."""
+    import time as clock
+
+    from sentiment_pipeline.models import CalibratedLinearSVC, NaiveBayes
+    from sentiment_pipeline.train import train_families
+
+    fits = []
+    original = NaiveBayes.fit
+
+    def slow_fit(self, X, y, sample_weight=None):
+        fits.append(self.alpha)
+        clock.sleep(0.3)
+        return original(self, X, y, sample_weight=sample_weight)
+
+    def failing_fit(self, X, y, sample_weight=None):
+        raise RuntimeError("solver blew up")
+
+    monkeypatch.setattr(NaiveBayes, "fit", slow_fit)
+    monkeypatch.setattr(CalibratedLinearSVC, "fit", failing_fit)
+    grids = {"naive_bayes": ({"clf__alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}, None),
+             "linear_svm": ({"clf__C": [0.1]}, None)}
+    begun = clock.perf_counter()
+    with pytest.raises(RuntimeError, match="solver blew up"):
+        train_families(grids, features.X_train, features.y_train, TrainConfig(cv_folds=3, n_jobs=2),
+                       ResamplingConfig(strategy="class_weight"))
+    assert clock.perf_counter() - begun < 3.0 and len(fits) < 6

@@ -32,7 +32,8 @@ def _setup_logging() -> None:
 
 
 def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
-    """The subcommand name, plus the family as DVC names foreach stages (``train@xgboost``)."""
+    """The subcommand name, plus the family when one was named (``train@xgboost`` for
+    ``train --family xgboost``)."""
     context = click.get_current_context(silent=True)
     name = context.info_name if context is not None else stage.__module__.rsplit(".", 1)[-1]
     return f"{name}@{kwargs['family']}" if kwargs.get("family") else name
@@ -41,9 +42,8 @@ def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
 # Which stage writes what: for the hint when a stage is run by hand before its inputs exist.
 _PRODUCERS = (("data/raw", "download"), ("data/processed", "preprocess"), ("data/features", "featurize"),
               ("models/vectorizer", "featurize"), ("models/ensemble", "ensemble"),
-              ("metrics/ensemble.json", "ensemble"), ("metrics/timing/ensemble.json", "ensemble"),
-              ("models/candidates", "train"),
-              ("metrics/cv", "train"), ("metrics/timing", "train"), ("models/final", "select"),
+              ("metrics/ensemble.json", "ensemble"), ("models/candidates", "train"),
+              ("metrics/cv", "train"), ("models/final", "select"),
               ("plots/cv_comparison.json", "select"), ("metrics/baselines.json", "baselines"),
               ("metrics/data.json", "preprocess"))
 

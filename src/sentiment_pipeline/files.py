@@ -80,3 +80,10 @@ def file_md5(path: Path | str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_timing(timing: dict, target: Path | str, summary: Path | str) -> None:
+    """Measured seconds (untracked: see paths.TIMING_DIR) with the md5 of the summary the same
+    run wrote: the PR report shows them only beside that summary, never stale seconds of an
+    earlier run after DVC restored the stage's outputs from its cache."""
+    write_json({**timing, "summary_md5": file_md5(summary)}, target)

@@ -1,6 +1,7 @@
 """Model families: each is a Pipeline (filter, resampler, classifier) plus its grid.
 
-Classifier libraries are imported inside their factories: a train stage runs one family, and
+Classifier libraries are imported inside their factories, so a process that trains or loads
+some families only (`train --family`, serving a linear model) does not pay for the others:
 importing XGBoost alone costs about a second of start-up. imbalanced-learn likewise, only where
 SMOTE is the resampler (0.4 s per process, most of it its imports of scikit-learn's test tools).
 """

@@ -20,6 +20,7 @@ import pandas as pd
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import CANDIDATE_FAMILIES
 from sentiment_pipeline.errors import PipelineError
+from sentiment_pipeline.files import file_md5
 from sentiment_pipeline.lockcheck import result_differences
 from sentiment_pipeline.tolerance import ABS_TOLERANCE, Difference, numbers_close
 
@@ -100,6 +101,10 @@ def _read_json_at(root: Path, rev: str | None, path: Path) -> dict | None:
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
+def _file_md5(path: Path) -> str | None:
+    return file_md5(path) if path.is_file() else None
+
+
 def read_snapshot(root: Path, rev: str | None) -> Snapshot:
     cv, timing = {}, {}
     # The families select compared: a family dropped from train.families leaves its files behind.
@@ -111,8 +116,9 @@ def read_snapshot(root: Path, rev: str | None) -> Snapshot:
             summary = _read_json_at(root, rev, paths.CV_METRICS_DIR / "ensemble.json")
         if summary is not None:
             cv[family] = summary
-        seconds = _read_json_at(root, rev, paths.train_timing(family))
-        if seconds is not None:
+        seconds = _read_json_at(root, rev, paths.train_timing(family)) if rev is None else None
+        # only the seconds of the run that wrote this summary (see stages/train.write_timing)
+        if seconds is not None and seconds.get("summary_md5") == _file_md5(root / paths.cv_summary(family)):
             timing[family] = seconds
     return Snapshot(
         test=_read_json_at(root, rev, paths.TEST_METRICS),

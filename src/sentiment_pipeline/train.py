@@ -43,13 +43,15 @@ class SearchResult:
 
 
 def _fingerprint(X: sp.csr_matrix | np.ndarray) -> bytes:
-    """A digest of a matrix's contents (its shape and dtype too, for dense arrays)."""
+    """A digest of a matrix's contents, shape and dtypes (each part's length goes in too, so
+    no two different matrices feed the hash the same bytes)."""
     digest = hashlib.blake2b(digest_size=16)
-    parts = (X.indptr, X.indices, X.data) if sp.issparse(X) else (np.asarray(X.shape), X)
-    if not sp.issparse(X):
-        digest.update(str(X.dtype).encode())
+    parts = (X.indptr, X.indices, X.data) if sp.issparse(X) else (X,)
+    digest.update(repr((type(X).__name__, X.shape, [str(np.asarray(p).dtype) for p in parts])).encode())
     for part in parts:
-        digest.update(np.ascontiguousarray(part).tobytes())
+        part = np.ascontiguousarray(part)
+        digest.update(part.nbytes.to_bytes(8, "little"))
+        digest.update(part.tobytes())
     return digest.digest()
 
 
@@ -82,21 +84,39 @@ class _OutOfFold:
         return oof
 
 
-class _ScoreAndTick:
-    """The search's scorer, ticking a progress bar: GridSearchCV scores every (candidate,
-    fold) fit exactly once, on its validation fold, so the count is the fits done."""
+class _Cancelled(Exception):
+    """Another search failed: this one stops at its next scored fit instead of running on."""
 
-    def __init__(self, scoring: str, bar: tqdm, out_of_fold: _OutOfFold) -> None:
-        self.scorer = get_scorer(scoring)
+
+class _Progress:
+    """The run's one progress bar, ticked from every search's thread, and the flag that stops
+    every search once one has failed."""
+
+    def __init__(self, bar: tqdm) -> None:
         self.bar = bar
-        self.out_of_fold = out_of_fold
-        self.lock = threading.Lock()  # fits finish in parallel threads
+        self.lock = threading.Lock()
+        self.cancelled = threading.Event()
 
-    def __call__(self, estimator, X, y, **kwargs) -> float:
-        score = self.scorer(estimator, X, y, **kwargs)
-        self.out_of_fold.record(estimator, X)
+    def tick(self) -> None:
         with self.lock:
             self.bar.update(1)
+
+
+class _ScoreAndTick:
+    """The search's scorer, ticking the progress bar: GridSearchCV scores every (candidate,
+    fold) fit exactly once, on its validation fold, so the count is the fits done."""
+
+    def __init__(self, scoring: str, progress: _Progress, out_of_fold: _OutOfFold) -> None:
+        self.scorer = get_scorer(scoring)
+        self.progress = progress
+        self.out_of_fold = out_of_fold
+
+    def __call__(self, estimator, X, y, **kwargs) -> float:
+        if self.progress.cancelled.is_set():
+            raise _Cancelled
+        score = self.scorer(estimator, X, y, **kwargs)
+        self.out_of_fold.record(estimator, X)
+        self.progress.tick()
         return score
 
 
@@ -235,7 +255,12 @@ class FoldCache:
     contents (a BLAKE2 digest of every array, joblib's hash of the rest), as joblib.Memory keys
     them, but held in memory: joblib.Memory pickled each 50 MB fold to disk and hashed it again
     on every read, which cost naive Bayes' search 4 of its 6 s. Only the resampling step is
-    cached; the filter is cheaper to refit than to key."""
+    cached; the filter is cheaper to refit than to key.
+
+    Unlike joblib.Memory's copies, every search gets the same arrays (and the same fitted
+    sampler, which the refitted models keep in their unused resample step): they are made
+    read-only, so a classifier that wrote into its input would fail loudly instead of changing
+    another search's rows."""
 
     def __init__(self) -> None:
         self._entries: dict[tuple, list] = {}
@@ -262,8 +287,15 @@ class FoldCache:
                 entry = self._entries.setdefault(key, [threading.Lock(), None])
             with entry[0]:  # a second search wanting the same fold waits for the first
                 if entry[1] is None:
-                    entry[1] = func(*args, **kwargs)
+                    entry[1] = _read_only(func(*args, **kwargs))
             return entry[1]
+
+        def _read_only(result):
+            for value in result:
+                for array in (value.data, value.indices, value.indptr) if sp.issparse(value) else (value,):
+                    if isinstance(array, np.ndarray):
+                        array.flags.writeable = False
+            return result
 
         def _content_key(value):
             if sp.issparse(value) or isinstance(value, np.ndarray):
@@ -336,6 +368,7 @@ def train_families(
                  for grid, strategies in grids.values())
     # candidates x folds done, elapsed, ETA; shown on a terminal only (tqdm's disable=None)
     bar = tqdm(total=n_fits, desc="CV fits", unit="fit", disable=True if on_dask else None, leave=False)
+    progress = _Progress(bar)
     searches: dict[str, list[_Search]] = {}
     for family, (grid, strategies) in grids.items():
         searches[family] = []
@@ -350,7 +383,7 @@ def train_families(
                 build_pipeline(family, strategy_config, config.seed, memory=memory),
                 param_grid=grid,
                 # the ticking scorer holds a lock and a terminal: it cannot travel to Dask workers
-                scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, bar, out_of_fold),
+                scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, progress, out_of_fold),
                 cv=folds,
                 n_jobs=config.n_jobs if on_dask else 1,
                 refit=False,  # the winner across strategies is refitted below, once
@@ -360,13 +393,16 @@ def train_families(
             log.info("%s (%s): %d candidates x %d folds", family, strategy,
                      len(ParameterGrid(grid)), config.cv_folds)
     with bar, fits_in_parallel(config):
-        refits = (_run_on_dask if on_dask else _run_in_threads)(searches, X, y, config, bar)
+        if on_dask:
+            refits = _run_on_dask(searches, X, y, folds, config, progress)
+        else:
+            refits = _run_in_threads(searches, X, y, config, progress)
     results = {}
     for family, (grid, strategies) in grids.items():
-        refit, refit_seconds = refits[family]
+        refit, refit_seconds, oof_proba = refits[family]
         refit.set_params(memory=None)
-        results[family] = _result(family, grid, strategies, searches[family], refit, refit_seconds,
-                                  X, y, folds, config)
+        results[family] = _result(family, grid, strategies, searches[family], refit, refit_seconds, oof_proba,
+                                  y, config)
     return results
 
 
@@ -376,20 +412,27 @@ def _winner(searches: list[_Search]) -> _Search:
     return searches[best]
 
 
-def _fit_search(job: _Search, X, y) -> _Search:
+def _fit_search(job: _Search, X, y, progress: _Progress | None = None) -> _Search:
+    if progress is not None and progress.cancelled.is_set():
+        raise _Cancelled
     started = time.perf_counter()
     job.search.fit(X, y, **job.fit_params)
     job.seconds = time.perf_counter() - started
     return job
 
 
-def _refit(job: _Search, X, y):
-    return _timed_refit(job.search.estimator, job.search.best_params_, X, y, job.fit_params)
+def _refit(job: _Search, X, y, progress: _Progress) -> tuple:
+    """The winner refitted on all rows, its seconds, and its out-of-fold probabilities."""
+    estimator, seconds = _timed_refit(job.search.estimator, job.search.best_params_, X, y, job.fit_params)
+    progress.tick()
+    return estimator, seconds, job.out_of_fold.of(job.search.best_params_, len(y))
 
 
-def _run_in_threads(searches: dict[str, list[_Search]], X, y, config: TrainConfig, bar: tqdm) -> dict:
-    """Every search in a pool of threads, longest first; a family's winner refitted as soon as
-    its searches are done. Returns family -> (refitted winner, seconds)."""
+def _run_in_threads(searches: dict[str, list[_Search]], X, y, config: TrainConfig, progress: _Progress) -> dict:
+    """Every search in a pool of threads, longest first, a search per thread and its fits in
+    turn (so `train --family` alone uses one core); a family's winner refitted as soon as its
+    searches are done. Returns family -> (refitted winner, seconds, out-of-fold probabilities).
+    The first failure stops the rest at their next fit (`_Cancelled`) and is raised."""
     def cost(job: _Search) -> float:
         return (_FIT_COST.get(job.family, 1.0) * len(ParameterGrid(job.search.param_grid))
                 * (2.0 if job.strategy == "smote" else 1.0))
@@ -399,7 +442,7 @@ def _run_in_threads(searches: dict[str, list[_Search]], X, y, config: TrainConfi
     refits = {}
     with ThreadPoolExecutor(max_workers=effective_n_jobs(config.n_jobs), thread_name_prefix="fit") as pool:
         try:
-            searching = {pool.submit(_fit_search, job, X, y): job for job in jobs}
+            searching = {pool.submit(_fit_search, job, X, y, progress): job for job in jobs}
             running = set(searching)
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -407,31 +450,39 @@ def _run_in_threads(searches: dict[str, list[_Search]], X, y, config: TrainConfi
                     future.result()  # a failed fit raises here
                     job = searching.get(future)
                     if job is None:  # a refit
-                        bar.update(1)
                         continue
                     left[job.family] -= 1
                     if not left[job.family]:  # all its strategies searched: refit the winner
-                        refits[job.family] = pool.submit(_refit, _winner(searches[job.family]), X, y)
+                        refits[job.family] = pool.submit(_refit, _winner(searches[job.family]), X, y, progress)
                         running.add(refits[job.family])
         except BaseException:
+            progress.cancelled.set()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return {family: future.result() for family, future in refits.items()}
 
 
-def _run_on_dask(searches: dict[str, list[_Search]], X, y, config: TrainConfig, bar: tqdm) -> dict:
-    """Every search in turn, its fits spread over the cluster; the winner refitted here."""
+def _run_on_dask(searches: dict[str, list[_Search]], X, y, folds: list, config: TrainConfig,
+                 progress: _Progress) -> dict:
+    """Every search in turn, its fits spread over the cluster; the winner refitted here and,
+    since the scorers ran on the workers, fitted once per fold on the cluster for its
+    out-of-fold probabilities."""
     refits = {}
     for family, family_jobs in searches.items():
         for job in family_jobs:
             _fit_search(job, X, y)
-        refits[family] = _refit(_winner(family_jobs), X, y)
-        bar.update(1)
+        winner = _winner(family_jobs)
+        estimator, seconds = _timed_refit(winner.search.estimator, winner.search.best_params_, X, y,
+                                          winner.fit_params)
+        progress.tick()
+        oof_proba = cross_val_predict(clone(estimator).set_params(memory=None), X, y, cv=folds,
+                                      method="predict_proba", params=winner.fit_params, n_jobs=config.n_jobs)
+        refits[family] = (estimator, seconds, oof_proba)
     return refits
 
 
 def _result(family: str, grid: dict[str, list], strategies: list[str] | None, searches: list[_Search],
-            estimator, refit_seconds: float, X, y, folds: list, config: TrainConfig) -> SearchResult:
+            estimator, refit_seconds: float, oof_proba: np.ndarray, y, config: TrainConfig) -> SearchResult:
     searched = strategies is not None  # the grid names its strategies: report which one won
     strategies = [job.strategy for job in searches]
     winner = _winner(searches)
@@ -448,11 +499,6 @@ def _result(family: str, grid: dict[str, list], strategies: list[str] | None, se
         table = table.sort_values(["rank"], kind="stable").reset_index(drop=True)
     else:
         table = tables[0]
-    if winner.out_of_fold is not None:
-        oof_proba = winner.out_of_fold.of(search.best_params_, len(y))
-    else:  # the scorers ran on Dask workers: fit the best candidate once per fold
-        oof_proba = cross_val_predict(clone(estimator), X, y, cv=folds, method="predict_proba",
-                                      params=winner.fit_params, n_jobs=config.n_jobs)
     n_candidates = len(ParameterGrid(grid)) * len(strategies)
     summary = {
         "family": family,

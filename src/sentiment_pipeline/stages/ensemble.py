@@ -5,7 +5,7 @@ from sklearn.pipeline import Pipeline
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import load_params
 from sentiment_pipeline.ensemble import search_ensemble
-from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write_json
+from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write_json, write_timing
 
 
 def run(params_file=paths.PARAMS) -> None:
@@ -22,4 +22,4 @@ def run(params_file=paths.PARAMS) -> None:
         write_joblib(candidate, out / "model.joblib")
         write_csv(result.cv_table, out / "cv_results.csv")
     write_json(result.summary, paths.cv_summary("ensemble"))
-    write_json(result.timing, paths.train_timing("ensemble"))
+    write_timing(result.timing, paths.train_timing("ensemble"), paths.cv_summary("ensemble"))

@@ -3,7 +3,7 @@ import numpy as np
 from sentiment_pipeline import paths
 from sentiment_pipeline.config import load_params
 from sentiment_pipeline.features import FeatureSet
-from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write_json
+from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write_json, write_timing
 from sentiment_pipeline.train import train_families
 
 
@@ -23,4 +23,4 @@ def run(family: str | None = None, params_file=paths.PARAMS) -> None:
             write_csv(result.cv_table, out / "cv_results.csv")
             np.save(out / "oof_proba.npy", result.oof_proba)
         write_json(result.summary, paths.cv_summary(name))
-        write_json(result.timing, paths.train_timing(name))  # untracked: see paths.TIMING_DIR
+        write_timing(result.timing, paths.train_timing(name), paths.cv_summary(name))
