@@ -285,3 +285,18 @@ def test_a_member_weighted_zero_is_left_out_of_the_vote(features, searches):
 def test_member_weights_need_a_positive_one():
     with pytest.raises(ValueError, match="member_weights needs a positive weight"):
         EnsembleConfig(member_weights=[0.0])
+
+
+def test_macro_f1_of_many_rows_at_once_is_each_rows_bit_for_bit():
+    rng = np.random.default_rng(1)
+    for n_classes in (2, 3, 4):
+        y_true = rng.integers(0, n_classes, 50)
+        predicted = rng.integers(0, n_classes, (30, 50))
+        predicted[:5] = 0  # rows predicting one class only
+        y_true[:3] = 0
+        assert ensemble._macro_f1_rows(y_true, predicted, n_classes) == [
+            ensemble.macro_f1(y_true, row, n_classes) for row in predicted]
+    # a class neither true nor predicted in a row
+    y_true = np.array([0, 0, 1, 1])
+    predicted = np.array([[0, 1, 1, 0], [0, 0, 0, 0]])
+    assert ensemble._macro_f1_rows(y_true, predicted, 3) == [ensemble.macro_f1(y_true, row, 3) for row in predicted]

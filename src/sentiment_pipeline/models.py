@@ -65,6 +65,9 @@ def _per_class_weights(y, sample_weight) -> dict | None:
 # and their results would depend on timing; fits hold this lock so each draws alone. The dual
 # solver is worth it: 2.7x faster than the primal one on word+char TF-IDF, the same optimum.
 _LIBLINEAR_RNG = threading.Lock()
+# Families whose fits hold that lock: two of their searches in parallel threads would leave a
+# core waiting, so the train stage runs one family's searches in turn (train._run_in_threads).
+LOCKED_FAMILIES = frozenset({"linear_svm"})
 
 
 class SerializedLinearSVC(LinearSVC):

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from sentiment_pipeline.config import ResamplingConfig, TrainConfig
 from sentiment_pipeline.errors import ConfigError, DataError
-from sentiment_pipeline.models import build_pipeline
+from sentiment_pipeline.models import LOCKED_FAMILIES, build_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +421,10 @@ def _fit_search(job: _Search, X, y, progress: _Progress | None = None) -> _Searc
     return job
 
 
+def _fit_searches(jobs: list[_Search], X, y, progress: _Progress) -> list[_Search]:
+    return [_fit_search(job, X, y, progress) for job in jobs]
+
+
 def _refit(job: _Search, X, y, progress: _Progress) -> tuple:
     """The winner refitted on all rows, its seconds, and its out-of-fold probabilities."""
     estimator, seconds = _timed_refit(job.search.estimator, job.search.best_params_, X, y, job.fit_params)
@@ -437,21 +441,26 @@ def _run_in_threads(searches: dict[str, list[_Search]], X, y, config: TrainConfi
         return (_FIT_COST.get(job.family, 1.0) * len(ParameterGrid(job.search.param_grid))
                 * (2.0 if job.strategy == "smote" else 1.0))
 
-    jobs = sorted((job for family_jobs in searches.values() for job in family_jobs), key=cost, reverse=True)
+    # A task is one search, or all of a locked family's searches in turn (see LOCKED_FAMILIES).
+    tasks = [[job] for family, family_jobs in searches.items() if family not in LOCKED_FAMILIES
+             for job in family_jobs]
+    tasks += [family_jobs for family, family_jobs in searches.items() if family in LOCKED_FAMILIES]
+    tasks.sort(key=lambda task: sum(cost(job) for job in task), reverse=True)
     left = {family: len(family_jobs) for family, family_jobs in searches.items()}
     refits = {}
     with ThreadPoolExecutor(max_workers=effective_n_jobs(config.n_jobs), thread_name_prefix="fit") as pool:
         try:
-            searching = {pool.submit(_fit_search, job, X, y, progress): job for job in jobs}
+            searching = {pool.submit(_fit_searches, task, X, y, progress): task for task in tasks}
             running = set(searching)
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     future.result()  # a failed fit raises here
-                    job = searching.get(future)
-                    if job is None:  # a refit
+                    task = searching.get(future)
+                    if task is None:  # a refit
                         continue
-                    left[job.family] -= 1
+                    job = task[0]
+                    left[job.family] -= len(task)
                     if not left[job.family]:  # all its strategies searched: refit the winner
                         refits[job.family] = pool.submit(_refit, _winner(searches[job.family]), X, y, progress)
                         running.add(refits[job.family])
