@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets clean
+.PHONY: help install stopwords repro test lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -47,6 +47,9 @@ repro: install  ## Run the whole pipeline (dvc repro) on the default data
 
 test: install  ## Run the test suite (unit tests and an end-to-end dvc repro)
 	$(BIN)/pytest
+
+lint: install  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules) on the code and tests
+	$(BIN)/ruff check src tests benchmarks
 
 report: install  ## Markdown report of params/metrics changes vs BASE (default: merge-base with main)
 	$(BIN)/python -m sentiment_pipeline report $(if $(BASE),--base $(BASE)) --output report.md

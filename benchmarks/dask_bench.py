@@ -12,13 +12,12 @@ identical, and reports the median wall time per family, the overhead per fit
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
-
-import logging
 
 from sentiment_pipeline import kernels
 

@@ -117,13 +117,19 @@ def run_dataset(name: str, frame: pd.DataFrame, scratch: Path) -> dict:
                           for k, v in baselines.items() if isinstance(v, dict)}}
 
 
+DEFAULT_OUTPUT = Path(tempfile.gettempdir()) / "datasets-benchmark.json"
+ONLY_HELP = f"Datasets to run (default all: {', '.join(DATASETS)})"
+
+
 def render(results: list[dict]) -> str:
     lines = ["| dataset | rows (kept) | classes | selected | CV macro-F1 | test accuracy | test macro-F1 | "
-             "VADER acc / F1 | TextBlob acc / F1 | dvc repro s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "VADER acc / F1 | TextBlob acc / F1 | dvc repro s |", "| --- " * 10 + "|"]
     for r in results:
         base = r["baselines"]
-        cell = lambda k: (f"{base[k]['accuracy']:.3f} / {base[k]['f1_macro']:.3f}" if k in base  # noqa: E731
-                          and base[k]["accuracy"] is not None else "—")
+
+        def cell(k: str, base: dict = base) -> str:
+            return (f"{base[k]['accuracy']:.3f} / {base[k]['f1_macro']:.3f}"
+                    if k in base and base[k]["accuracy"] is not None else "—")
         classes = ", ".join(f"{k} {v}" for k, v in r["classes"].items())
         lines.append(f"| {r['dataset']} | {r['rows']:,} ({r['kept']:,}) | {classes} | {r['family']} | "
                      f"{r['cv_f1_macro']:.4f} ± {r['cv_f1_macro_std']:.4f} | {r['accuracy']:.4f} | "
@@ -131,8 +137,8 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(only: list[str] = typer.Option(None, help=f"Datasets to run (default all: {', '.join(DATASETS)})"),
-         output: Path = typer.Option(Path(tempfile.gettempdir()) / "datasets-benchmark.json")) -> None:
+def main(only: list[str] = typer.Option(None, help=ONLY_HELP),
+         output: Path = typer.Option(DEFAULT_OUTPUT)) -> None:
     logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     names = only or list(DATASETS)
     unknown = sorted(set(names) - set(DATASETS))

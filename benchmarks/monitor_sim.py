@@ -88,7 +88,8 @@ def main() -> None:
     for name in names:
         perf = windows[name][1]["performance"]
         print(f"\n{name}: estimated accuracy {perf['estimated']['accuracy']:.4f} (unadapted "
-              f"{perf['estimated']['unadapted']['accuracy']:.4f}) vs {perf['reference_estimated_accuracy']:.4f} estimated and {perf['reference_accuracy']:.4f} measured on the test split")
+              f"{perf['estimated']['unadapted']['accuracy']:.4f}) vs {perf['reference_estimated_accuracy']:.4f} estimated "
+              f"and {perf['reference_accuracy']:.4f} measured on the test split")
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def _warm_up(step: str, workdir: Path, params_file: Path) -> float:
     for source, target in inputs:
         (scratch / target).parent.mkdir(parents=True, exist_ok=True)
         with open(workdir / source, encoding="utf-8") as src, open(scratch / target, "w", encoding="utf-8") as dst:
-            for _, line in zip(range(WARMUP_ROWS + 1), src):
+            for _, line in zip(range(WARMUP_ROWS + 1), src, strict=False):
                 dst.write(line)
     os.chdir(scratch)
     try:

@@ -103,3 +103,24 @@ def test_missing_and_malformed_files(tmp_path):
 def test_values_that_would_fail_later_are_refused_up_front(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load_params(write(tmp_path, text))
+
+
+def test_serve_settings_take_the_environment_over_params_yaml_over_the_defaults(tmp_path, monkeypatch):
+    from sentiment_pipeline.config import serve_settings
+
+    (tmp_path / "params.yaml").write_text("serve:\n  port: 9100\n  workers: 2\n")
+    monkeypatch.setenv("SENTIMENT_SERVE_WORKERS", "3")
+    monkeypatch.setenv("SENTIMENT_SERVE_PROJECT", "/elsewhere")  # not a setting: ignored
+    params, settings = serve_settings(tmp_path)
+    assert (settings.port, settings.workers, settings.host) == (9100, 3, "127.0.0.1")
+    assert params.serve.workers == 2  # params.yaml as written
+    _, defaults = serve_settings(tmp_path / "no-project")  # no params.yaml: the defaults
+    assert defaults.port == 8000 and defaults.workers == 3
+
+
+def test_a_bad_serve_variable_is_named(tmp_path, monkeypatch):
+    from sentiment_pipeline.config import serve_settings
+
+    monkeypatch.setenv("SENTIMENT_SERVE_PORT", "eighty")
+    with pytest.raises(ConfigError, match=r"SENTIMENT_SERVE_PORT='eighty': .*integer"):
+        serve_settings(tmp_path)

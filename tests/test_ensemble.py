@@ -68,7 +68,7 @@ def test_every_combination_is_scored_per_fold_and_the_best_wins(features, search
     assert table["mean_f1_macro"].iloc[0] == table["mean_f1_macro"].max() == result.summary["cv_f1_macro_mean"]
     # the soft vote with no prior adjustment, scored by hand from the members' probabilities
     row = table[(table["method"] == "soft_vote") & (table["prior_power"] == 0.0)].iloc[0]
-    for k, (train, valid) in enumerate(_folds(y)):
+    for k, (_, valid) in enumerate(_folds(y)):
         vote = np.mean([searches[m].oof_proba[valid] for m in MEMBERS], axis=0)
         assert row[f"split{k}_f1_macro"] == pytest.approx(f1_score(y[valid], vote.argmax(1), average="macro"))
     assert result.summary["best_params"]["members"] == list(MEMBERS)
@@ -126,9 +126,9 @@ def test_probabilities_of_another_split_are_refused(searches, features):
     ({"prior_power": [1.5]}, "train.ensemble.prior_power"),
 ])
 def test_bad_ensemble_params_name_the_key(tmp_path, section, message):
-    from sentiment_pipeline.config import load_params
-
     import yaml
+
+    from sentiment_pipeline.config import load_params
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": {"ensemble": section}}))
@@ -153,7 +153,8 @@ def test_the_model_card_shows_a_selected_ensembles_members_and_combinations(feat
     result = _search(searches, features.y_train, method=["soft_vote", "stacking"], prior_power=[0.0, 0.5])
     members = [searches[m].summary for m in MEMBERS]
     card = {"family": "ensemble", "params": result.summary["best_params"], "cv_folds": 3,
-            "classes": ["negative", "neutral", "positive"], "ensemble": ensemble_details(result.summary, members, result.cv_table),
+            "classes": ["negative", "neutral", "positive"],
+            "ensemble": ensemble_details(result.summary, members, result.cv_table),
             "candidates": {"ensemble": {"cv_f1_macro_mean": result.summary["cv_f1_macro_mean"], "cv_f1_macro_std": 0.01}}}
     markdown = render_model_card(card=card, test={"accuracy": 0.8, "f1_macro": 0.7, "per_class": {}})
     assert "**Ensemble members**" in markdown and "**Ensemble combinations**" in markdown
@@ -181,8 +182,8 @@ def test_a_weighted_soft_vote_is_scored_and_served_as_weighted(features, searche
     table = result.cv_table
     assert len(table) == result.summary["n_candidates"] == 2 ** len(MEMBERS) - 1  # 3:3:3 is 1:1:1
     row = table[table["weights"] == "1:3:1"].iloc[0]
-    for k, (train, valid) in enumerate(_folds(y)):
-        vote = sum(w * searches[m].oof_proba[valid] for w, m in zip((0.2, 0.6, 0.2), MEMBERS))
+    for k, (_, valid) in enumerate(_folds(y)):
+        vote = sum(w * searches[m].oof_proba[valid] for w, m in zip((0.2, 0.6, 0.2), MEMBERS, strict=False))
         assert row[f"split{k}_f1_macro"] == pytest.approx(f1_score(y[valid], vote.argmax(1), average="macro"))
     weighted = _search(searches, y, method=["soft_vote"], member_weights=[3.0]).estimator  # one candidate
     assert weighted.weights is None
@@ -202,7 +203,7 @@ def test_class_scales_are_scored_per_fold_and_served_as_scaled(features, searche
     assert len(table) == result.summary["n_candidates"] == 2 ** 3 - 1  # 1.5:1.5:1.5 is no scaling
     assert set(table["class_scale"]) >= {"none", "1:1.5:1", "1.5:1.5:1"}
     row = table[table["class_scale"] == "1:1.5:1"].iloc[0]
-    for k, (train, valid) in enumerate(_folds(y)):
+    for k, (_, valid) in enumerate(_folds(y)):
         vote = np.mean([searches[m].oof_proba[valid] for m in MEMBERS], axis=0) * [1.0, 1.5, 1.0]
         assert row[f"split{k}_f1_macro"] == pytest.approx(f1_score(y[valid], vote.argmax(1), average="macro"))
     best = result.estimator
@@ -278,7 +279,7 @@ def test_a_member_weighted_zero_is_left_out_of_the_vote(features, searches):
                           soft_vote(probas, built.shares_, 0.0, (0.0, 2.0, 1.0)))
     label = result.cv_table["weights"].iloc[0]  # the best vote's weights, over all listed members
     weights = [1.0] * len(MEMBERS) if label == "equal" else [float(w) for w in label.split(":")]
-    assert result.summary["best_params"]["members"] == [m for m, w in zip(MEMBERS, weights) if w > 0]
+    assert result.summary["best_params"]["members"] == [m for m, w in zip(MEMBERS, weights, strict=False) if w > 0]
     assert len(result.estimator.members_) == len(result.summary["best_params"]["members"])
 
 

@@ -15,7 +15,6 @@ from sentiment_pipeline.evaluate import (
     EvaluationError,
     PlotFiles,
     calibration_bin_ids,
-    top_label_calibration_inputs,
     class_file_stem,
     encode_labels,
     error_analysis,
@@ -24,6 +23,7 @@ from sentiment_pipeline.evaluate import (
     expected_calibration_error,
     log_with_dvclive,
     predicted_probabilities,
+    top_label_calibration_inputs,
 )
 from sentiment_pipeline.files import write_csv
 from sentiment_pipeline.model_card import render_model_card
@@ -148,13 +148,13 @@ def test_calibration_plot_matches_the_bins_of_the_ece(logged):
     bins = calibration_bin_ids(confidence, 10)
     filled = sorted(set(bins))
     assert len(points) == len(filled)
-    for point, b in zip(points, filled):
+    for point, b in zip(points, filled, strict=False):
         in_bin = bins == b
         # plot files hold 5 significant digits
         assert point["prob_pred"] == pytest.approx(confidence[in_bin].mean(), rel=1e-4)
         assert point["prob_true"] == pytest.approx(correct[in_bin].mean(), rel=1e-4)
     metrics = json.loads((root / "metrics/test.json").read_text())
-    gaps = [abs(p["prob_true"] - p["prob_pred"]) * np.sum(bins == b) for p, b in zip(points, filled)]
+    gaps = [abs(p["prob_true"] - p["prob_pred"]) * np.sum(bins == b) for p, b in zip(points, filled, strict=False)]
     assert metrics["ece"] == pytest.approx(sum(gaps) / len(bins), abs=1e-4)
 
 
@@ -242,7 +242,7 @@ def toy_evaluation():
     y_pred = np.array([0, 0, 1, 2, 1, 0, 0, 2, 2, 0])
     confidence = np.array([0.9, 0.8, 0.95, 0.6, 0.7, 0.85, 0.85, 0.9, 0.5, 0.4])
     proba = np.full((10, 3), 0.0)
-    for row, (pred, conf) in enumerate(zip(y_pred, confidence)):
+    for row, (pred, conf) in enumerate(zip(y_pred, confidence, strict=False)):
         proba[row] = (1 - conf) / 2
         proba[row, pred] = conf
     test = pd.DataFrame({"text": [f"clean {i}" for i in range(10)],
@@ -268,7 +268,7 @@ def test_error_file_lists_the_most_confident_mistakes_first():
 def test_error_file_samples_every_confusion_cell_with_a_seed():
     test, evaluation = toy_evaluation()
     errors = error_analysis(test, evaluation, most_confident=0, per_cell=1, seed=3)
-    cells = list(zip(errors["actual"], errors["predicted"]))
+    cells = list(zip(errors["actual"], errors["predicted"], strict=False))
     # one row from each non-empty cell, in class order
     assert cells == [("negative", "negative"), ("negative", "neutral"), ("negative", "positive"),
                      ("neutral", "negative"), ("neutral", "neutral"),

@@ -64,7 +64,7 @@ def test_windows_feedback_and_live_counts(kind, tmp_path, request):
         assert newest["prediction_id"].tolist() == ["p5", "p6", "p7", "p8"]  # oldest first
         everything = read_window(engine, WindowSpec(model_version="v1"))
         assert len(everything) == 9 and "p9" not in set(everything["prediction_id"])
-        labels = dict(zip(everything["prediction_id"], everything["feedback_label"]))
+        labels = dict(zip(everything["prediction_id"], everything["feedback_label"], strict=False))
         assert labels["p1"] == "positive" and labels["p4"] == "negative" and pd.isna(labels["p0"])
         ranged = read_window(engine, WindowSpec(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=2)))
         assert ranged["prediction_id"].tolist() == ["p3", "p4", "p5"]

@@ -8,9 +8,9 @@ import pytest
 from sentiment_pipeline.config import CleaningConfig, PreprocessConfig
 from sentiment_pipeline.errors import DataError
 from sentiment_pipeline.preprocess import deduplicate, preprocess, split_units
+from sentiment_pipeline.text import without_lexicon_token
 
 from .conftest import PROJECT_ROOT
-from sentiment_pipeline.text import without_lexicon_token
 
 
 def config(**overrides) -> PreprocessConfig:

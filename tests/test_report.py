@@ -7,8 +7,16 @@ import pandas as pd
 import pytest
 
 from sentiment_pipeline import paths
-from sentiment_pipeline.report import (MARKER, ReportInputs, Snapshot, mermaid_bar_chart,
-                                       metrics_diff_table, read_snapshot, render, y_axis_range)
+from sentiment_pipeline.report import (
+    MARKER,
+    ReportInputs,
+    Snapshot,
+    mermaid_bar_chart,
+    metrics_diff_table,
+    read_snapshot,
+    render,
+    y_axis_range,
+)
 from sentiment_pipeline.tolerance import Difference
 
 from .pipeline_repo import create_project

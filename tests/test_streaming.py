@@ -16,8 +16,13 @@ from sentiment_pipeline.errors import ConfigError, DataError
 from sentiment_pipeline.features import FeatureSet, featurize, featurize_stream, n_features_out
 from sentiment_pipeline.files import read_csv, write_csv
 from sentiment_pipeline.preprocess import preprocess, preprocess_stream
-from sentiment_pipeline.streaming import (CsrNpzWriter, OrderedCsvWriter, first_occurrence,
-                                          groups_with_several_labels, text_keys)
+from sentiment_pipeline.streaming import (
+    CsrNpzWriter,
+    OrderedCsvWriter,
+    first_occurrence,
+    groups_with_several_labels,
+    text_keys,
+)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +295,9 @@ def test_stages_stream_when_chunk_rows_is_set(tmp_path, monkeypatch, messy_raw):
     once streamed: the same data/raw, data/processed and metrics files."""
     import yaml
 
-    from sentiment_pipeline.stages import download, featurize as featurize_stage, preprocess as preprocess_stage
+    from sentiment_pipeline.stages import download
+    from sentiment_pipeline.stages import featurize as featurize_stage
+    from sentiment_pipeline.stages import preprocess as preprocess_stage
 
     _to_csv(messy_raw, tmp_path / "source.csv")
     outputs = {}

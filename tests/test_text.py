@@ -2,8 +2,15 @@ import pytest
 
 from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
 from sentiment_pipeline.errors import ResourceError
-from sentiment_pipeline.text import (LEXICON_MAX_CHARS, TextNormalizer, build_stopwords, is_negation, lexicon_token,
-                                     vader_compound, without_lexicon_token)
+from sentiment_pipeline.text import (
+    LEXICON_MAX_CHARS,
+    TextNormalizer,
+    build_stopwords,
+    is_negation,
+    lexicon_token,
+    vader_compound,
+    without_lexicon_token,
+)
 
 
 @pytest.mark.parametrize(

@@ -101,8 +101,9 @@ def test_smote_neighbours_are_checked_per_training_fold(features):
 
 
 def test_progress_bar_counts_every_candidate_fold_fit(features, monkeypatch):
-    import sentiment_pipeline.train as train
     from tqdm import tqdm
+
+    import sentiment_pipeline.train as train
 
     bars = []
 
@@ -254,7 +255,7 @@ def test_dense_forest_grows_the_trees_of_the_sparse_one(features):
     dense = DenseRandomForest(n_estimators=10, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
     sparse = RandomForestClassifier(n_estimators=10, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
     np.testing.assert_array_equal(dense.predict_proba(features.X_test), sparse.predict_proba(features.X_test))
-    for ours, theirs in zip(dense.estimators_, sparse.estimators_):
+    for ours, theirs in zip(dense.estimators_, sparse.estimators_, strict=False):
         np.testing.assert_array_equal(ours.tree_.threshold, theirs.tree_.threshold)
         np.testing.assert_array_equal(ours.tree_.feature, theirs.tree_.feature)
 

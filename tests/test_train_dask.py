@@ -7,12 +7,11 @@ import pickle
 import numpy as np
 import pytest
 
-from sentiment_pipeline.config import FeaturizeConfig, Params, ResamplingConfig, TrainConfig
+from sentiment_pipeline.config import FeaturizeConfig, Params, PreprocessConfig, ResamplingConfig, TrainConfig
 from sentiment_pipeline.errors import ConfigError
 from sentiment_pipeline.features import featurize
 from sentiment_pipeline.models import FAMILIES
 from sentiment_pipeline.preprocess import preprocess
-from sentiment_pipeline.config import PreprocessConfig
 from sentiment_pipeline.train import grid_search
 
 distributed = pytest.importorskip("distributed")  # a dev dependency: present with `make test`

@@ -1,1 +1,3 @@
-from importlib.metadata import version; __version__ = version("sentiment-pipeline")
+from importlib.metadata import version
+
+__version__ = version("sentiment-pipeline")

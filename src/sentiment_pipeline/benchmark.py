@@ -507,7 +507,7 @@ def synthetic_review_chunks(n_rows: int, seed: int = 0, chunk: int = 100_000) ->
             tokens[pick] = words[rng.integers(0, len(words), int(pick.sum()))]
         extra = np.where(rng.random(n) < 0.3, extras[rng.integers(0, len(extras), n)], "")
         ends = np.cumsum(lengths)
-        for row, (stop, length) in enumerate(zip(ends, lengths)):
+        for row, (stop, length) in enumerate(zip(ends, lengths, strict=True)):
             text = " ".join(tokens[stop - length:stop])
             texts.append(f"{text} {extra[row]}" if extra[row] else text)
         yield pd.DataFrame({"text": texts, "label": labels[row_labels]}, index=pd.RangeIndex(start, start + n))

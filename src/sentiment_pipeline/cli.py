@@ -196,15 +196,15 @@ def serve(
     def run_server() -> None:
         import uvicorn
 
-        from sentiment_pipeline.config import Params, load_params, serve_config
+        from sentiment_pipeline.config import SERVE_ENV_PREFIX, serve_settings
         from sentiment_pipeline.serving.api import PROJECT_ENV
         from sentiment_pipeline.serving.artifacts import verify_model
 
-        params_file = project / "params.yaml"
-        overrides = {f"SENTIMENT_SERVE_{k.upper()}": str(v)
+        # the options as environment variables: the workers uvicorn starts read them too
+        overrides = {f"{SERVE_ENV_PREFIX}{k.upper()}": str(v)
                      for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
         os.environ.update(overrides)
-        settings = serve_config(load_params(params_file) if params_file.is_file() else Params(), os.environ)
+        _, settings = serve_settings(project)
         verify_model(project)  # a missing, stale or tampered model stops here, in one line
         os.environ[PROJECT_ENV] = str(project.resolve())
         uvicorn.run("sentiment_pipeline.serving.api:app_from_environment", factory=True,
@@ -224,12 +224,11 @@ def export_feedback(
     """Export predictions that received feedback as training data for the download stage."""
 
     def run_export() -> None:
-        from sentiment_pipeline.config import Params, load_params, serve_config
+        from sentiment_pipeline.config import serve_settings
         from sentiment_pipeline.serving.prediction_log import connect
         from sentiment_pipeline.serving.prediction_log import export_feedback as export
 
-        params_file = project / "params.yaml"
-        settings = serve_config(load_params(params_file) if params_file.is_file() else Params(), os.environ)
+        _, settings = serve_settings(project)
         written, without_text = export(connect(database_url or settings.database_url, project), output)
         logging.getLogger("sentiment_pipeline.feedback").info(
             "%d labelled row(s) written to %s%s", written, output,
@@ -267,12 +266,10 @@ def monitor(
     def run_monitor() -> None:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from sentiment_pipeline.config import Params, load_params, serve_config
+        from sentiment_pipeline.config import serve_settings
         from sentiment_pipeline.monitoring import monitor as monitoring
 
-        params_file = project / "params.yaml"
-        params = load_params(params_file) if params_file.is_file() else Params()
-        settings = serve_config(params, os.environ)
+        params, settings = serve_settings(project)
         try:
             result, json_file, html_file = monitoring.run(
                 project, params.monitor, database_url or settings.database_url,

@@ -6,8 +6,8 @@ wrong type fails before any work starts, with the offending key named in the mes
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -485,16 +485,46 @@ class Params(_Section):
 SERVE_ENV_PREFIX = "SENTIMENT_SERVE_"
 
 
-def serve_config(params: Params, environ: Mapping[str, str]) -> ServeConfig:
-    """``params.serve`` with ``SENTIMENT_SERVE_<FIELD>`` environment variables applied."""
-    overrides = {name: environ[SERVE_ENV_PREFIX + name.upper()] for name in ServeConfig.model_fields
-                 if SERVE_ENV_PREFIX + name.upper() in environ}
+@functools.cache
+def _serve_settings_class() -> type[ServeConfig]:
+    """``ServeConfig`` as pydantic-settings' BaseSettings: ``SENTIMENT_SERVE_<FIELD>``
+    environment variables over params.yaml's ``serve`` section over the defaults. Imported on
+    first use: pydantic-settings costs 0.3 s of start-up, which no pipeline stage needs."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class ServeSettings(ServeConfig, BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=SERVE_ENV_PREFIX, extra="forbid", frozen=True)
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                       file_secret_settings):
+            return env_settings, init_settings  # the environment wins over params.yaml
+
+    return ServeSettings
+
+
+def serve_config(params: Params) -> ServeConfig:
+    """``params.serve`` with ``SENTIMENT_SERVE_<FIELD>`` environment variables applied; a bad
+    value is named by its variable."""
     try:
-        return ServeConfig.model_validate({**params.serve.model_dump(), **overrides})
+        return _serve_settings_class()(**params.serve.model_dump())
     except ValidationError as error:
         item = error.errors()[0]
         name = SERVE_ENV_PREFIX + str(item["loc"][0]).upper()
         raise ConfigError(f"{name}={item.get('input')!r}: {item['msg']}") from None
+
+
+def project_params(project: Path) -> Params:
+    """The project's params.yaml, or the defaults where it has none (a served model directory)."""
+    params_file = Path(project) / "params.yaml"
+    return load_params(params_file) if params_file.is_file() else Params()
+
+
+def serve_settings(project: Path) -> tuple[Params, ServeConfig]:
+    """The project's params and its ``serve`` settings with the environment applied: what
+    ``serve``, ``monitor``, ``export-feedback`` and each server worker start from."""
+    params = project_params(project)
+    return params, serve_config(params)
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:

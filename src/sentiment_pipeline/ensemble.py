@@ -309,7 +309,7 @@ def search_ensemble(config: EnsembleConfig, train: TrainConfig, candidates: list
     fold_scores = {}
     vote_folds = _folds_for_votes(oof, y, folds, n_classes)
     for group in groups.values():
-        fold_scores.update(zip(group, _soft_vote_scores(group, vote_folds, n_classes)))
+        fold_scores.update(zip(group, _soft_vote_scores(group, vote_folds, n_classes), strict=True))
     rows = []
     for combination in found:
         scores = fold_scores.get(combination) or _stacking_scores(combination, oof, y, folds, n_classes, train.seed)
@@ -328,7 +328,7 @@ def search_ensemble(config: EnsembleConfig, train: TrainConfig, candidates: list
     estimator = EnsembleClassifier.from_fitted(members, best, y, oof, train.seed)
     voting = [m for i, m in enumerate(config.members) if best.weights is None or best.weights[i] > 0]
     member_scores = {m: float(f1_score(y, np.argmax(p, axis=1), average="macro"))
-                     for m, p in zip(config.members, oof)}
+                     for m, p in zip(config.members, oof, strict=True)}
     summary = {
         "family": "ensemble",
         "cv_f1_macro_mean": float(table["mean_f1_macro"][best_index]),

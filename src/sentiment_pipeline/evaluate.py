@@ -8,8 +8,6 @@ Everything here is a function of its inputs only, so two identical runs write id
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import json
 import logging
 import math
@@ -18,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -361,7 +360,7 @@ def _copy_dir_as_strict_json(source: Path, target: Path) -> None:
 
 def _class_file_stems(classes: list[str]) -> list[str]:
     stems = [class_file_stem(name) for name in classes]
-    clashing = sorted({name for name, stem in zip(classes, stems) if stems.count(stem) > 1})
+    clashing = sorted({name for name, stem in zip(classes, stems, strict=True) if stems.count(stem) > 1})
     if clashing:
         raise EvaluationError(f"labels {clashing} map to the same plot file name under plots/roc/; "
                               "rename them in the data (letters, digits, _ . - are kept)")

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import (CountVectorizer, HashingVectorizer, TfidfTransformer,
-                                             TfidfVectorizer)
+from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm import tqdm
 
@@ -319,7 +318,7 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
         np.save(staged / "y_test.npy", y_test)
         write_json(classes, staged / "classes.json")
     make_picklable_deterministic(vectorizer)
-    before = {label: int(n) for label, n in zip(classes, np.bincount(y_train, minlength=len(classes)))}
+    before = {label: int(n) for label, n in zip(classes, np.bincount(y_train, minlength=len(classes)), strict=True)}
     summary = _summary(n_features, len(y_train), len(y_test), before, config)
     log.info("TF-IDF (%s, streamed): %d features from %d training texts; resampling: %s",
              config.vectorizer, n_features, len(y_train), config.resampling.strategy)

@@ -194,13 +194,21 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     the same train/test files (same rows, same order) and the same report.
 
     Pass one cleans chunks in parallel (``preprocess.n_jobs`` processes), spools the cleaned rows
-    to disk and keeps per row a 128-bit key of its raw and of its cleaned text, its label code, its split unit (see :func:`split_units`) and
-    lengths. Deduplication and the hash split then run on those arrays; pass two routes the
-    spooled rows to their place in train or test (see ``streaming.OrderedCsvWriter``).
+    to disk and keeps per row a 128-bit key of its raw and of its cleaned text, its label code,
+    its split unit (see :func:`split_units`) and lengths. Deduplication and the hash split then
+    run on those arrays; pass two routes the spooled rows to their place in train or test (see
+    ``streaming.OrderedCsvWriter``).
     """
     from sentiment_pipeline.files import iter_csv
-    from sentiment_pipeline.streaming import (ArrowSpool, LabelCodes, OrderedCsvWriter, counts_by_label,
-                                              first_occurrence, groups_with_several_labels, parallel_map)
+    from sentiment_pipeline.streaming import (
+        ArrowSpool,
+        LabelCodes,
+        OrderedCsvWriter,
+        counts_by_label,
+        first_occurrence,
+        groups_with_several_labels,
+        parallel_map,
+    )
 
     stopwords = build_stopwords(config.stopwords)
     normalizer = TextNormalizer(config.cleaning, stopwords)

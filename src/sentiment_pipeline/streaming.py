@@ -121,7 +121,7 @@ def parallel_map(function: Callable, arguments: Iterable[tuple], n_jobs: int) ->
 def counts_by_label(codes: np.ndarray, labels: list[str]) -> dict[str, int]:
     """{label: rows} in sorted label order, labels without rows left out (as value_counts)."""
     counts = np.bincount(codes, minlength=len(labels))
-    return {label: int(n) for label, n in zip(labels, counts) if n}
+    return {label: int(n) for label, n in zip(labels, counts, strict=True) if n}
 
 
 # ------------------------------------------------------------------ CSV output
@@ -173,7 +173,7 @@ class OrderedCsvWriter:
         buckets, positions = buckets[order], positions[order]
         frame = frame.iloc[order]
         bounds = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1], True])
-        for start, stop in zip(bounds[:-1], bounds[1:]):
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             piece = frame.iloc[start:stop]
             batch = _string_batch(piece, self.columns, self.schema, [pa.array(positions[start:stop], pa.int64())])
             directory = self._bucket_dir(int(buckets[start]))

@@ -67,7 +67,7 @@ def compare_json(committed: object, produced: object, file: str = "", where: str
     if isinstance(committed, list) and isinstance(produced, list):
         if len(committed) != len(produced):
             return [Difference(file, f"{where} length".strip(), len(committed), len(produced))]
-        return [d for i, (a, b) in enumerate(zip(committed, produced))
+        return [d for i, (a, b) in enumerate(zip(committed, produced, strict=True))
                 for d in compare_json(a, b, file, f"{where}[{i}]", tolerance)]
     if committed != produced or type(committed) is not type(produced):
         return [Difference(file, where, committed, produced)]
@@ -99,11 +99,11 @@ def compare_csv(committed: str, produced: str, file: str = "",
         return [cell for cell in row if not isinstance(_parse_number(cell), float)]
 
     differences = []
-    for i, (a, b) in enumerate(zip(sorted(old[1:], key=text_key), sorted(new[1:], key=text_key))):
+    for i, (a, b) in enumerate(zip(sorted(old[1:], key=text_key), sorted(new[1:], key=text_key), strict=False)):
         if len(a) != len(b):
             differences.append(Difference(file, f"row {i + 1} cells", len(a), len(b)))
             continue
-        for column, x, y in zip(old[0], a, b):
+        for column, x, y in zip(old[0], a, b, strict=False):
             nx, ny = _parse_number(x), _parse_number(y)
             same = numbers_close(nx, ny, tolerance) if nx is not None and ny is not None else x == y
             if not same:
@@ -117,12 +117,12 @@ def compare_words_and_numbers(committed: str, produced: str, file: str = "",
     tolerance of their printed precision."""
     old_words, new_words = _NUMBER.split(committed), _NUMBER.split(produced)
     if old_words != new_words:
-        for line_no, (a, b) in enumerate(zip(committed.splitlines(), produced.splitlines()), 1):
+        for line_no, (a, b) in enumerate(zip(committed.splitlines(), produced.splitlines(), strict=False), 1):
             if _NUMBER.split(a) != _NUMBER.split(b):
                 return [Difference(file, f"line {line_no}", a, b)]
         return [Difference(file, "lines", len(committed.splitlines()), len(produced.splitlines()))]
     differences = []
-    for a, b in zip(_NUMBER.findall(committed), _NUMBER.findall(produced)):
+    for a, b in zip(_NUMBER.findall(committed), _NUMBER.findall(produced), strict=False):
         # A printed number is rounded: allow the tolerance plus half its last printed digit.
         decimals = len(a.split(".")[1]) if "." in a and "e" not in a.lower() else 0
         slack = tolerance + (0.5 * 10 ** -decimals if decimals else 0)

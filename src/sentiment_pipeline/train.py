@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import effective_n_jobs, parallel_config
-from sklearn.metrics import get_scorer
 from sklearn.base import clone
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold, cross_val_predict
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
@@ -79,7 +79,7 @@ class _OutOfFold:
         key = self._key(params)
         parts = [self.probas[(key, k)] for k in range(len(self.folds))]
         oof = np.zeros((n_rows, parts[0].shape[1]))
-        for (_, valid), proba in zip(self.folds, parts):
+        for (_, valid), proba in zip(self.folds, parts, strict=True):
             oof[valid] = proba
         return oof
 
@@ -356,7 +356,7 @@ def train_families(
     soon as its searches are done: the cores stay busy to the end, the liblinear lock that
     serialises the SVM's fits costs no idle core, and SMOTE's folds are shared through a
     :class:`FoldCache`. Scores and models do not depend on that schedule (tested)."""
-    for family, (grid, strategies) in grids.items():
+    for grid, strategies in grids.values():
         for strategy in strategies or [resampling.strategy]:
             _check_folds(y, config.cv_folds, ResamplingConfig(strategy=strategy, k_neighbors=resampling.k_neighbors))
         _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
@@ -501,7 +501,7 @@ def _result(family: str, grid: dict[str, list], strategies: list[str] | None, se
         best_params["resampling"] = winner.strategy
     tables = [_cv_table(job.search, list(grid)) for job in searches]
     if len(searches) > 1:
-        table = pd.concat([t.assign(resampling=job.strategy) for t, job in zip(tables, searches)],
+        table = pd.concat([t.assign(resampling=job.strategy) for t, job in zip(tables, searches, strict=True)],
                           ignore_index=True)
         # ranked as GridSearchCV ranks: ties share the smaller rank
         table["rank"] = table["mean_f1_macro"].rank(method="min", ascending=False).astype(int)

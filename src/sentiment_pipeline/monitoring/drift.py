@@ -15,12 +15,6 @@ import numpy as np
 PSI_FLOOR = 1e-4  # an empty class would make PSI infinite; this is the usual floor
 
 
-def class_shares(indices: np.ndarray, n_classes: int) -> np.ndarray:
-    counts = np.bincount(np.asarray(indices, dtype=np.int64), minlength=n_classes).astype(float)
-    total = counts.sum()
-    return counts / total if total else counts
-
-
 def population_stability_index(expected: np.ndarray, actual: np.ndarray) -> float:
     """PSI = sum (a - e) * ln(a / e) over categories (shares, each floored at 1e-4)."""
     expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
@@ -78,8 +72,8 @@ def domain_classifier_auc(reference: Sequence[str], current: Sequence[str], seed
     regression). None when either side has fewer rows than folds."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
 
     n = min(len(reference), len(current), max_rows)

@@ -25,8 +25,8 @@ from sentiment_pipeline.config import MonitorConfig
 from sentiment_pipeline.errors import DataError
 from sentiment_pipeline.files import file_md5, read_csv, read_json
 from sentiment_pipeline.monitoring import drift, performance
-from sentiment_pipeline.serving.predictor import Predictor
 from sentiment_pipeline.serving.prediction_log import feedback, predictions
+from sentiment_pipeline.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -365,8 +365,8 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
         classes, created_at = result.classes, now()
         ids = prediction_ids(len(result))
         confidences, lengths = result.confidence.tolist(), result.cleaned_length.tolist()
-        for i, (label, probabilities) in enumerate(zip(result.labels, result.probabilities.tolist())):
-            probabilities = dict(zip(classes, probabilities))
+        for i, (label, probabilities) in enumerate(zip(result.labels, result.probabilities.tolist(), strict=True)):
+            probabilities = dict(zip(classes, probabilities, strict=True))
             metrics.observe_prediction(label, confidences[i])
             out.append({"prediction_id": ids[i], "label": label, "confidence": confidences[i],
                         "probabilities": probabilities, "model_version": version})
@@ -440,11 +440,9 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
 def app_from_environment():
     """uvicorn's factory in each worker: project root and limits from the environment that
     ``sentiment-pipeline serve`` set up."""
-    from sentiment_pipeline.config import Params, load_params, serve_config
+    from sentiment_pipeline.config import serve_settings
 
     root = Path(os.environ.get(PROJECT_ENV, "."))
-    params_file = root / "params.yaml"
-    params = load_params(params_file) if params_file.is_file() else Params()
-    settings = serve_config(params, os.environ)
+    params, settings = serve_settings(root)
     return create_app(settings, lambda: Predictor.load(root), root,
                       monitor_file=root / params.monitor.output_dir / "monitor.json")

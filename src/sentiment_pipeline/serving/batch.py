@@ -143,7 +143,8 @@ def predict_file(predictor: Predictor, source: Path, target: Path, text_column: 
     out_fmt, out_gz = file_format(target, output_format)
     summary = BatchSummary(label_counts={name: 0 for name in predictor.classes})
     columns = [*id_columns, "label", "confidence", *(f"p_{c}" for c in predictor.classes)]
-    with atomic_path(target) as staged, tqdm(desc="predict", unit="row", disable=None if progress is None else not progress) as bar:
+    shown = None if progress is None else not progress
+    with atomic_path(target) as staged, tqdm(desc="predict", unit="row", disable=shown) as bar:
         writer = _Writer(staged, out_fmt, out_gz)
         try:
             for chunk in read_chunks(source, in_fmt, in_gz, chunk_rows):

@@ -47,7 +47,7 @@ class MicroBatcher:
         """The predictions of ``texts``, computed together with whatever else is waiting."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in texts]
-        for text, future in zip(texts, futures):
+        for text, future in zip(texts, futures, strict=True):
             self.queue.put_nowait((text, future))
         rows: list[Row] = await asyncio.gather(*futures)
         classes = self.predictor.classes

@@ -68,7 +68,8 @@ class CompiledCalibratedSVM:
         # sklearn.calibration._CalibratedClassifier.predict_proba (method="sigmoid")
         predictions = scores.reshape(-1, 1) if scores.ndim == 1 else scores
         proba = np.zeros((n, n_classes))
-        for class_idx, this_pred, (a, b) in zip(member.class_columns, predictions.T, member.calibrators):
+        # with two classes there is one score column and one calibrator for the two class columns
+        for class_idx, this_pred, (a, b) in zip(member.class_columns, predictions.T, member.calibrators, strict=False):
             if n_classes == 2:
                 class_idx += 1
             proba[:, class_idx] = expit(-(a * np.ascontiguousarray(this_pred) + b))
