@@ -57,7 +57,7 @@ report: install  ## Markdown report of params/metrics changes vs BASE (default: 
 
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick" or "--skip-naive --runs 1".
 bench: install  ## Time the pipeline against a naive grid search, preprocess/featurize growth, and serving (long)
-	$(BIN)/python -m sentiment_pipeline.benchmark $(BENCH_ARGS)
+	$(BIN)/python benchmarks/pipeline_bench.py $(BENCH_ARGS)
 	$(MAKE) bench-serve
 	$(MAKE) bench-monitor
 	$(MAKE) bench-dask

@@ -19,14 +19,14 @@ import statistics
 import time
 from pathlib import Path
 
-from sentiment_pipeline import kernels
+from sentiment_pipeline.core import kernels
 
 kernels.pin(restart=True)  # the numbers the stages compute with, here and in the workers
 
-from sentiment_pipeline import paths  # noqa: E402
-from sentiment_pipeline.config import load_params  # noqa: E402
-from sentiment_pipeline.features import FeatureSet  # noqa: E402
-from sentiment_pipeline.train import grid_search  # noqa: E402
+from sentiment_pipeline.core import paths  # noqa: E402
+from sentiment_pipeline.core.config import load_params  # noqa: E402
+from sentiment_pipeline.pipeline.features import FeatureSet  # noqa: E402
+from sentiment_pipeline.pipeline.train import grid_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

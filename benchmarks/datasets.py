@@ -92,8 +92,8 @@ DATASETS = {"uci_sentences": uci_sentences, "vader_tweets": vader_tweets}
 
 
 def run_dataset(name: str, frame: pd.DataFrame, scratch: Path) -> dict:
-    from sentiment_pipeline.benchmark import _run_logged, snapshot_project, subprocess_env
-    from sentiment_pipeline.files import write_csv
+    from pipeline_bench import run_logged, snapshot_project, subprocess_env
+    from sentiment_pipeline.core.files import write_csv
 
     project = scratch / name
     project.mkdir()
@@ -105,7 +105,7 @@ def run_dataset(name: str, frame: pd.DataFrame, scratch: Path) -> dict:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = subprocess_env(project)
     log.info("%s: %d rows, dvc repro", name, len(frame))
-    seconds = _run_logged([sys.executable, "-m", "dvc", "repro"], project, env, project / "repro.log")
+    seconds = run_logged([sys.executable, "-m", "dvc", "repro"], project, env, project / "repro.log")
     read = lambda path: json.loads((project / path).read_text())  # noqa: E731
     test, selection, baselines, data = (read("metrics/test.json"), read("metrics/selection.json"),
                                         read("metrics/baselines.json"), read("metrics/data.json"))

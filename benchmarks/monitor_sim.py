@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from sentiment_pipeline.benchmark import synthetic_reviews
+from pipeline_bench import synthetic_reviews
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))

@@ -36,8 +36,8 @@ FLASK_APP = textwrap.dedent('''
     import sys
     import joblib
     from flask import Flask, jsonify, request
-    from sentiment_pipeline.serving.artifacts import verify_model
-    from sentiment_pipeline.text import TextNormalizer, build_stopwords
+    from sentiment_pipeline.inference.artifacts import verify_model
+    from sentiment_pipeline.pipeline.text import TextNormalizer, build_stopwords
 
     verified = verify_model(sys.argv[1])
     model = joblib.load(verified.model_file)

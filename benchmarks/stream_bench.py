@@ -3,7 +3,7 @@
     python benchmarks/stream_bench.py                       # 100K, 1M, 10M synthetic reviews
     python benchmarks/stream_bench.py --sizes 100000,1000000 --chunk-rows 50000
 
-For each size a seeded synthetic review file (sentiment_pipeline.benchmark.synthetic_review_chunks,
+For each size a seeded synthetic review file (pipeline_bench.synthetic_review_chunks,
 with 3% exact and 2% case/mention duplicates mixed in, so deduplication has work) is written in
 chunks, then each stage's streaming function runs in a fresh process on the previous one's
 output, with the project's params plus ``chunk_rows`` on all three stages and
@@ -42,8 +42,8 @@ def write_source(path: Path, n_rows: int, seed: int) -> None:
     50th repeats one with upper case and a mention added (same text after cleaning)."""
     import numpy as np
 
-    from sentiment_pipeline.benchmark import synthetic_review_chunks
-    from sentiment_pipeline.streaming import csv_lines
+    from pipeline_bench import synthetic_review_chunks
+    from sentiment_pipeline.pipeline.streaming import csv_lines
 
     rng = np.random.default_rng(seed + 1)
     header = True
@@ -113,12 +113,12 @@ def run_sampled(args: list[str], cwd: Path, env: dict) -> tuple[subprocess.Compl
 
 # ----------------------------------------------------------------------------- one step
 def _step(step: str, workdir: Path, params_file: Path) -> None:
-    from sentiment_pipeline import paths
-    from sentiment_pipeline.config import load_params
-    from sentiment_pipeline.data import stream_source
-    from sentiment_pipeline.features import featurize_stream
-    from sentiment_pipeline.files import write_joblib
-    from sentiment_pipeline.preprocess import preprocess_stream
+    from sentiment_pipeline.core import paths
+    from sentiment_pipeline.core.config import load_params
+    from sentiment_pipeline.core.files import write_joblib
+    from sentiment_pipeline.pipeline.data import stream_source
+    from sentiment_pipeline.pipeline.features import featurize_stream
+    from sentiment_pipeline.pipeline.preprocess import preprocess_stream
 
     params = load_params(params_file)
     if step == "download":
@@ -136,7 +136,7 @@ def _step(step: str, workdir: Path, params_file: Path) -> None:
 
 def _warm_up(step: str, workdir: Path, params_file: Path) -> float:
     """The step on the first rows of its input in a scratch directory: imports, worker start-up."""
-    from sentiment_pipeline import paths
+    from sentiment_pipeline.core import paths
 
     started = time.perf_counter()
     scratch = workdir / "warmup"
@@ -176,7 +176,7 @@ def fit_child(workdir: Path = typer.Option(...), C: float = typer.Option(0.2)) -
     does, times its calibration folds)."""
     from sklearn.svm import LinearSVC
 
-    from sentiment_pipeline.features import FeatureSet
+    from sentiment_pipeline.pipeline.features import FeatureSet
 
     started = time.perf_counter()
     features = FeatureSet.load(workdir / "data/features")
@@ -189,7 +189,7 @@ def fit_child(workdir: Path = typer.Option(...), C: float = typer.Option(0.2)) -
 
 # ----------------------------------------------------------------------------- driver
 def _machine() -> str:
-    from sentiment_pipeline.benchmark import machine_info
+    from pipeline_bench import machine_info
 
     m = machine_info()
     return f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}"

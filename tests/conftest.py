@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
+from sentiment_pipeline.core.config import CleaningConfig, StopwordsConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT_ROOT = Path(__file__).parent.parent

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiment_pipeline import baselines
-from sentiment_pipeline.baselines import (
+from sentiment_pipeline.core.config import BaselinesConfig
+from sentiment_pipeline.core.files import write_csv
+from sentiment_pipeline.pipeline import baselines
+from sentiment_pipeline.pipeline.baselines import (
     baseline_rules,
     labels_from_scores,
     lexicon_label_set,
@@ -17,9 +19,7 @@ from sentiment_pipeline.baselines import (
     textblob_scores,
     vader_scores,
 )
-from sentiment_pipeline.config import BaselinesConfig
-from sentiment_pipeline.files import write_csv
-from sentiment_pipeline.report import ReportInputs, Snapshot, render
+from sentiment_pipeline.review.report import ReportInputs, Snapshot, render
 
 THREE = ["negative", "neutral", "positive"]
 TWO = ["negative", "positive"]

@@ -6,9 +6,9 @@ import copy
 
 import pandas as pd
 import pytest
+from benchmarks import pipeline_bench as benchmark
 
-from sentiment_pipeline import benchmark
-from sentiment_pipeline.config import load_yaml
+from sentiment_pipeline.core.config import load_yaml
 
 from .conftest import PROJECT_ROOT
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_pipeline.config import FAMILY_GRIDS, Params, load_params, load_yaml
-from sentiment_pipeline.errors import ConfigError
+from sentiment_pipeline.core.config import FAMILY_GRIDS, Params, load_params, load_yaml
+from sentiment_pipeline.core.errors import ConfigError
 
 from .conftest import PROJECT_ROOT
 
@@ -106,7 +106,7 @@ def test_values_that_would_fail_later_are_refused_up_front(tmp_path, text, fragm
 
 
 def test_serve_settings_take_the_environment_over_params_yaml_over_the_defaults(tmp_path, monkeypatch):
-    from sentiment_pipeline.config import serve_settings
+    from sentiment_pipeline.core.config import serve_settings
 
     (tmp_path / "params.yaml").write_text("serve:\n  port: 9100\n  workers: 2\n")
     monkeypatch.setenv("SENTIMENT_SERVE_WORKERS", "3")
@@ -119,7 +119,7 @@ def test_serve_settings_take_the_environment_over_params_yaml_over_the_defaults(
 
 
 def test_a_bad_serve_variable_is_named(tmp_path, monkeypatch):
-    from sentiment_pipeline.config import serve_settings
+    from sentiment_pipeline.core.config import serve_settings
 
     monkeypatch.setenv("SENTIMENT_SERVE_PORT", "eighty")
     with pytest.raises(ConfigError, match=r"SENTIMENT_SERVE_PORT='eighty': .*integer"):

@@ -9,7 +9,7 @@ from sqlalchemy import insert
 
 from sentiment_pipeline.dashboard import page
 from sentiment_pipeline.monitoring import charts
-from sentiment_pipeline.serving.prediction_log import connect, predictions
+from sentiment_pipeline.predlog.prediction_log import connect, predictions
 
 from .conftest import PROJECT_ROOT
 
@@ -70,7 +70,7 @@ def test_a_broken_monitor_file_reads_as_no_run(tmp_path):
 
 
 def test_the_model_card_panel_names_each_familys_resampling():
-    from sentiment_pipeline.serving.predictor import resampling_chosen
+    from sentiment_pipeline.inference.predictor import resampling_chosen
 
     card = {"family": "ensemble", "params": {"method": "soft_vote"},
             "ensemble": {"members": [{"family": "logreg", "params": {"C": 1.0, "resampling": "class_weight"}},

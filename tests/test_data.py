@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from sentiment_pipeline.config import DownloadConfig
-from sentiment_pipeline.data import drop_dirty_rows, load_embedded, load_source
-from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.core.config import DownloadConfig
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.pipeline.data import drop_dirty_rows, load_embedded, load_source
 
 
 def test_embedded_airline_subset_is_the_us_airline_set():

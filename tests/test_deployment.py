@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from sentiment_pipeline.config import SERVE_ENV_PREFIX, ServeConfig
+from sentiment_pipeline.core.config import SERVE_ENV_PREFIX, ServeConfig
 
 from .conftest import PROJECT_ROOT
 from .test_serving_api import free_port, wait_ready

@@ -173,7 +173,7 @@ def test_every_stage_depends_on_the_modules_of_the_classes_in_the_models_it_read
 
 
 def test_a_comment_in_the_ensemble_module_invalidates_every_stage_that_loads_an_ensemble(repo):
-    module = repo.root / "src/sentiment_pipeline/ensemble.py"
+    module = repo.root / "src/sentiment_pipeline/pipeline/ensemble.py"
     original = module.read_text()
     module.write_text(original + "# a comment\n")
     try:

@@ -9,12 +9,12 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils.class_weight import compute_sample_weight
 
-from sentiment_pipeline import ensemble
-from sentiment_pipeline.config import EnsembleConfig, FeaturizeConfig, Params, ResamplingConfig, TrainConfig
-from sentiment_pipeline.ensemble import EnsembleClassifier, prediction_pipeline, search_ensemble, soft_vote
-from sentiment_pipeline.errors import ConfigError, DataError
-from sentiment_pipeline.features import featurize
-from sentiment_pipeline.train import fits_in_parallel, grid_search
+from sentiment_pipeline.core.config import EnsembleConfig, FeaturizeConfig, Params, ResamplingConfig, TrainConfig
+from sentiment_pipeline.core.errors import ConfigError, DataError
+from sentiment_pipeline.pipeline import ensemble
+from sentiment_pipeline.pipeline.ensemble import EnsembleClassifier, prediction_pipeline, search_ensemble, soft_vote
+from sentiment_pipeline.pipeline.features import featurize
+from sentiment_pipeline.pipeline.train import fits_in_parallel, grid_search
 
 TRAIN = TrainConfig(cv_folds=3, n_jobs=2)
 MEMBERS = ("linear_svm", "logreg", "naive_bayes")
@@ -128,7 +128,7 @@ def test_probabilities_of_another_split_are_refused(searches, features):
 def test_bad_ensemble_params_name_the_key(tmp_path, section, message):
     import yaml
 
-    from sentiment_pipeline.config import load_params
+    from sentiment_pipeline.core.config import load_params
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": {"ensemble": section}}))
@@ -137,8 +137,8 @@ def test_bad_ensemble_params_name_the_key(tmp_path, section, message):
 
 
 def test_the_committed_params_describe_a_valid_ensemble():
-    from sentiment_pipeline import paths
-    from sentiment_pipeline.config import load_params
+    from sentiment_pipeline.core import paths
+    from sentiment_pipeline.core.config import load_params
     from tests.conftest import PROJECT_ROOT
 
     config = load_params(PROJECT_ROOT / paths.PARAMS).train.ensemble
@@ -147,8 +147,8 @@ def test_the_committed_params_describe_a_valid_ensemble():
 
 
 def test_the_model_card_shows_a_selected_ensembles_members_and_combinations(features, searches):
-    from sentiment_pipeline.model_card import render_model_card
-    from sentiment_pipeline.select import ensemble_details
+    from sentiment_pipeline.pipeline.select import ensemble_details
+    from sentiment_pipeline.review.model_card import render_model_card
 
     result = _search(searches, features.y_train, method=["soft_vote", "stacking"], prior_power=[0.0, 0.5])
     members = [searches[m].summary for m in MEMBERS]

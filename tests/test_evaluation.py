@@ -11,7 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from sentiment_pipeline.evaluate import (
+from sentiment_pipeline.core.files import write_csv
+from sentiment_pipeline.pipeline.evaluate import (
     EvaluationError,
     PlotFiles,
     calibration_bin_ids,
@@ -25,8 +26,7 @@ from sentiment_pipeline.evaluate import (
     predicted_probabilities,
     top_label_calibration_inputs,
 )
-from sentiment_pipeline.files import write_csv
-from sentiment_pipeline.model_card import render_model_card
+from sentiment_pipeline.review.model_card import render_model_card
 
 from .conftest import PROJECT_ROOT
 
@@ -338,7 +338,7 @@ def test_model_card_prefers_the_cv_comparison_plot_and_copes_without_optional_fi
 
 
 def test_long_curves_are_thinned_keeping_their_end_points():
-    from sentiment_pipeline.evaluate import MAX_CURVE_POINTS, compact_plot_json
+    from sentiment_pipeline.pipeline.evaluate import MAX_CURVE_POINTS, compact_plot_json
 
     rows = [{"fpr": i / 999, "tpr": (i / 999) ** 0.5, "threshold": float("inf") if i == 0 else 1 - i / 999}
             for i in range(1000)]
@@ -353,7 +353,7 @@ def test_long_curves_are_thinned_keeping_their_end_points():
 
 
 def test_labels_that_clash_as_file_names_are_refused(tmp_path):
-    from sentiment_pipeline.evaluate import EvaluationError, PlotFiles, evaluation_from_predictions
+    from sentiment_pipeline.pipeline.evaluate import EvaluationError, PlotFiles, evaluation_from_predictions
 
     classes = ["very negative", "very_negative", "positive"]
     y = np.array([0, 1, 2, 0, 1, 2])
@@ -368,7 +368,7 @@ def test_labels_that_clash_as_file_names_are_refused(tmp_path):
 
 
 def test_top_label_accuracy_is_that_of_the_most_probable_class_not_of_predict():
-    from sentiment_pipeline.evaluate import evaluation_from_predictions
+    from sentiment_pipeline.pipeline.evaluate import evaluation_from_predictions
 
     y_true = np.array([0, 0, 1, 1])
     y_pred = np.array([0, 0, 1, 1])                # e.g. from balanced margins

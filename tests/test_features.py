@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sentiment_pipeline.config import FeaturizeConfig, ResamplingConfig
-from sentiment_pipeline.errors import ConfigError
-from sentiment_pipeline.features import FeatureSet, featurize, resampled_class_counts
+from sentiment_pipeline.core.config import FeaturizeConfig, ResamplingConfig
+from sentiment_pipeline.core.errors import ConfigError
+from sentiment_pipeline.pipeline.features import FeatureSet, featurize, resampled_class_counts
 
 
 def split(frame):

@@ -1,6 +1,6 @@
 import pytest
 
-from sentiment_pipeline.files import atomic_path, read_json, write_json
+from sentiment_pipeline.core.files import atomic_path, read_json, write_json
 
 
 def test_failed_write_leaves_neither_partial_file_nor_temporary(tmp_path):

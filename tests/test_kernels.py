@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sentiment_pipeline import kernels
+from sentiment_pipeline.core import kernels
 
 from .conftest import FIXTURES
 
@@ -20,7 +20,7 @@ OLDER_CPU = {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-FMA4,-AVX512F",
 # TF-IDF and a Newton-CG logistic regression: NumPy's log, OpenBLAS's dot and gemv, libm's exp.
 PROBE = """
 import sys
-from sentiment_pipeline import kernels
+from sentiment_pipeline.core import kernels
 kernels.pin(restart=True)
 import hashlib, json
 import pandas as pd

@@ -4,7 +4,7 @@ import subprocess
 import pytest
 import yaml
 
-from sentiment_pipeline.lockcheck import StaleLockError, check, stage_differences
+from sentiment_pipeline.review.lockcheck import StaleLockError, check, stage_differences
 
 CODE = "src/sentiment_pipeline/train.py"
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from sklearn.svm import LinearSVC
 
-from sentiment_pipeline.config import FeaturizeConfig
-from sentiment_pipeline.errors import ConfigError
-from sentiment_pipeline.features import featurize
-from sentiment_pipeline.models import CalibratedLinearSVC, NaiveBayes
+from sentiment_pipeline.core.config import FeaturizeConfig
+from sentiment_pipeline.core.errors import ConfigError
+from sentiment_pipeline.pipeline.features import featurize
+from sentiment_pipeline.pipeline.models import CalibratedLinearSVC, NaiveBayes
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def test_without_smote_a_scikit_learn_pipeline_fits_as_imbalanced_learns(data, f
     from imblearn.pipeline import Pipeline as ImbPipeline
     from sklearn.pipeline import Pipeline
 
-    from sentiment_pipeline.config import ResamplingConfig
-    from sentiment_pipeline.models import build_pipeline
+    from sentiment_pipeline.core.config import ResamplingConfig
+    from sentiment_pipeline.pipeline.models import build_pipeline
 
     weights = np.where(data.y_train == 0, 2.0, 1.0)
     ours = build_pipeline(family, ResamplingConfig(strategy="class_weight"), seed=0)
@@ -73,8 +73,8 @@ def test_a_stage_without_smote_does_not_import_imbalanced_learn():
     import subprocess
     import sys
 
-    code = ("import sys; from sentiment_pipeline.config import ResamplingConfig; "
-            "from sentiment_pipeline.models import build_pipeline; "
+    code = ("import sys; from sentiment_pipeline.core.config import ResamplingConfig; "
+            "from sentiment_pipeline.pipeline.models import build_pipeline; "
             "build_pipeline('logreg', ResamplingConfig(strategy='class_weight'), 0); "
             "import sentiment_pipeline.stages.train, sentiment_pipeline.stages.ensemble; "
             "print('imblearn' in sys.modules)")

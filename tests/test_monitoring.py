@@ -54,7 +54,7 @@ def test_out_of_vocabulary_share_counts_tokens():
 
 
 def test_domain_classifier_tells_other_text_apart_and_not_the_same_text(airline_sample):
-    from sentiment_pipeline.benchmark import synthetic_reviews
+    from benchmarks.pipeline_bench import synthetic_reviews
 
     tweets = airline_sample["text"].tolist()
     half_a, half_b = tweets[::2], tweets[1::2]
@@ -99,11 +99,11 @@ def airline_model_and_test():
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import Pipeline
 
-    from sentiment_pipeline.config import CleaningConfig, FeaturizeConfig
-    from sentiment_pipeline.data import load_embedded
-    from sentiment_pipeline.features import build_vectorizer
-    from sentiment_pipeline.models import CalibratedLinearSVC
-    from sentiment_pipeline.text import TextNormalizer
+    from sentiment_pipeline.core.config import CleaningConfig, FeaturizeConfig
+    from sentiment_pipeline.pipeline.data import load_embedded
+    from sentiment_pipeline.pipeline.features import build_vectorizer
+    from sentiment_pipeline.pipeline.models import CalibratedLinearSVC
+    from sentiment_pipeline.pipeline.text import TextNormalizer
 
     raw = load_embedded(airline_only=True)
     clean = TextNormalizer(CleaningConfig(), frozenset())

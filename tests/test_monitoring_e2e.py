@@ -16,9 +16,9 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from benchmarks.pipeline_bench import synthetic_reviews
 
-from sentiment_pipeline.benchmark import synthetic_reviews
-from sentiment_pipeline.data import load_embedded
+from sentiment_pipeline.pipeline.data import load_embedded
 
 from .conftest import FIXTURES
 from .test_serving_api import free_port, wait_ready
@@ -71,7 +71,7 @@ def wait_logged(root: Path, rows: int, seconds: float = 30) -> None:
 
     from sqlalchemy import func, select
 
-    from sentiment_pipeline.serving.prediction_log import connect, predictions
+    from sentiment_pipeline.predlog.prediction_log import connect, predictions
 
     engine = connect(f"sqlite:///{root / 'logs/predictions.db'}", create=False)
     deadline = time.monotonic() + seconds

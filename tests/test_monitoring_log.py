@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, select
 
+from sentiment_pipeline.core.errors import DataError
 from sentiment_pipeline.dashboard.page import read_live
-from sentiment_pipeline.errors import DataError
 from sentiment_pipeline.monitoring.monitor import WindowSpec, read_window
-from sentiment_pipeline.serving.prediction_log import LogSettings, PredictionLog, connect, feedback, predictions
+from sentiment_pipeline.predlog.prediction_log import LogSettings, PredictionLog, connect, feedback, predictions
 
 from .postgres import postgres_server
 

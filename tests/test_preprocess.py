@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiment_pipeline.config import CleaningConfig, PreprocessConfig
-from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.preprocess import deduplicate, preprocess, split_units
-from sentiment_pipeline.text import without_lexicon_token
+from sentiment_pipeline.core.config import CleaningConfig, PreprocessConfig
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.pipeline.preprocess import deduplicate, preprocess, split_units
+from sentiment_pipeline.pipeline.text import without_lexicon_token
 
 from .conftest import PROJECT_ROOT
 

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from sentiment_pipeline import profiling
+from sentiment_pipeline.core import profiling
 
 
 def test_a_stage_run_appends_one_line_naming_the_stage_and_family(tmp_path):

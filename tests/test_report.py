@@ -6,8 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.report import (
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.review.report import (
     MARKER,
     ReportInputs,
     Snapshot,
@@ -17,7 +17,7 @@ from sentiment_pipeline.report import (
     render,
     y_axis_range,
 )
-from sentiment_pipeline.tolerance import Difference
+from sentiment_pipeline.review.tolerance import Difference
 
 from .pipeline_repo import create_project
 
@@ -299,7 +299,7 @@ def test_a_base_revision_with_the_ensemble_under_metrics_cv_is_read(tmp_path):
 
 
 def test_measured_seconds_are_shown_only_beside_the_summary_their_run_wrote(tmp_path):
-    from sentiment_pipeline.files import write_json, write_timing
+    from sentiment_pipeline.core.files import write_json, write_timing
 
     summary = {"family": "logreg", "cv_f1_macro_mean": 0.7, "cv_f1_macro_std": 0.01, "n_candidates": 1}
     write_json(summary, tmp_path / paths.cv_summary("logreg"))

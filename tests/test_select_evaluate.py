@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.evaluate import log_with_dvclive, score_predictions
-from sentiment_pipeline.select import choose_family, model_card
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.pipeline.evaluate import log_with_dvclive, score_predictions
+from sentiment_pipeline.pipeline.select import choose_family, model_card
 
 
 def summary(family, mean, std=0.01):
@@ -55,7 +55,7 @@ def test_dvclive_output_lands_in_our_layout(tmp_path, monkeypatch):
 
 
 def test_cv_comparison_has_one_row_per_family_best_first():
-    from sentiment_pipeline.select import cv_comparison_rows
+    from sentiment_pipeline.pipeline.select import cv_comparison_rows
 
     rows = cv_comparison_rows([summary("logreg", 0.70), summary("linear_svm", 0.75, std=0.02)])
     assert [row["family"] for row in rows] == ["linear_svm", "logreg"]

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from sentiment_pipeline.config import ServeConfig
+from sentiment_pipeline.core.config import ServeConfig
+from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.serving.api import create_app
-from sentiment_pipeline.serving.predictor import Predictor
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from sentiment_pipeline.serving.artifacts import ModelIntegrityError, dvc_dir_md5, verify_model
-from sentiment_pipeline.serving.predictor import Predictor
-from sentiment_pipeline.text import lexicon_token, vader_compound
+from sentiment_pipeline.inference.artifacts import ModelIntegrityError, dvc_dir_md5, verify_model
+from sentiment_pipeline.inference.predictor import Predictor
+from sentiment_pipeline.pipeline.text import lexicon_token, vader_compound
 
 pytestmark = pytest.mark.e2e
 

@@ -10,13 +10,13 @@ from sklearn.feature_selection import SelectKBest, chi2
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from sentiment_pipeline.config import CleaningConfig, FeaturizeConfig
-from sentiment_pipeline.features import build_vectorizer
-from sentiment_pipeline.models import CalibratedLinearSVC
-from sentiment_pipeline.serving import compiled as compiled_module
-from sentiment_pipeline.serving.compiled import compile_model
-from sentiment_pipeline.serving.predictor import Predictor, _sklearn_predict
-from sentiment_pipeline.text import TextNormalizer
+from sentiment_pipeline.core.config import CleaningConfig, FeaturizeConfig
+from sentiment_pipeline.inference import compiled as compiled_module
+from sentiment_pipeline.inference.compiled import compile_model
+from sentiment_pipeline.inference.predictor import Predictor, _sklearn_predict
+from sentiment_pipeline.pipeline.features import build_vectorizer
+from sentiment_pipeline.pipeline.models import CalibratedLinearSVC
+from sentiment_pipeline.pipeline.text import TextNormalizer
 
 
 def _vectorized(texts, labels, char: bool):
@@ -102,8 +102,8 @@ def _fitted_ensemble(texts, labels, method="soft_vote"):
     """tfidf (word + char) -> EnsembleClassifier over a filtered calibrated SVM, NB and XGBoost."""
     from xgboost import XGBClassifier
 
-    from sentiment_pipeline.ensemble import EnsembleClassifier
-    from sentiment_pipeline.models import NaiveBayes
+    from sentiment_pipeline.pipeline.ensemble import EnsembleClassifier
+    from sentiment_pipeline.pipeline.models import NaiveBayes
 
     normalizer, vectorizer, X, y, classes = _vectorized(texts, labels, char=True)
     members = [Pipeline([("select", SelectKBest(chi2, k=300)), ("clf", CalibratedLinearSVC(random_state=0))]),

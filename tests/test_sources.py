@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_pipeline.config import DownloadConfig
-from sentiment_pipeline.data import load_source
-from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.core.config import DownloadConfig
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.pipeline.data import load_source
 
 CSV = b"title,body,label\nGreat,loved it,pos\nBad,\"broke, sadly\",neg\nOk,fine I guess,neu\n"
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from sentiment_pipeline.config import DownloadConfig, FeaturizeConfig, PreprocessConfig, load_params
-from sentiment_pipeline.data import drop_dirty_rows, load_source, stream_source
-from sentiment_pipeline.errors import ConfigError, DataError
-from sentiment_pipeline.features import FeatureSet, featurize, featurize_stream, n_features_out
-from sentiment_pipeline.files import read_csv, write_csv
-from sentiment_pipeline.preprocess import preprocess, preprocess_stream
-from sentiment_pipeline.streaming import (
+from sentiment_pipeline.core.config import DownloadConfig, FeaturizeConfig, PreprocessConfig, load_params
+from sentiment_pipeline.core.errors import ConfigError, DataError
+from sentiment_pipeline.core.files import read_csv, write_csv
+from sentiment_pipeline.pipeline.data import drop_dirty_rows, load_source, stream_source
+from sentiment_pipeline.pipeline.features import FeatureSet, featurize, featurize_stream, n_features_out
+from sentiment_pipeline.pipeline.preprocess import preprocess, preprocess_stream
+from sentiment_pipeline.pipeline.streaming import (
     CsrNpzWriter,
     OrderedCsvWriter,
     first_occurrence,
@@ -146,7 +146,7 @@ def test_streamed_download_reports_like_the_in_memory_path(tmp_path):
             if chunk_rows:
                 stream_source(config, 5, tmp_path / "out.csv")
             else:
-                from sentiment_pipeline.data import check_counts
+                from sentiment_pipeline.pipeline.data import check_counts
 
                 check_counts(drop_dirty_rows(load_source(config))[0], str(tied), 1, 5)
 
@@ -331,8 +331,8 @@ def test_hashed_features_serve_and_monitor_without_a_vocabulary(split_files):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    from sentiment_pipeline.features import build_vectorizer
     from sentiment_pipeline.monitoring.monitor import tokenizer_and_vocabulary
+    from sentiment_pipeline.pipeline.features import build_vectorizer
 
     train = read_csv(split_files[0])
     vectorizer = build_vectorizer(FeaturizeConfig(vectorizer="hashing", hashing_features=1024))

@@ -1,8 +1,8 @@
 import pytest
 
-from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
-from sentiment_pipeline.errors import ResourceError
-from sentiment_pipeline.text import (
+from sentiment_pipeline.core.config import CleaningConfig, StopwordsConfig
+from sentiment_pipeline.core.errors import ResourceError
+from sentiment_pipeline.pipeline.text import (
     LEXICON_MAX_CHARS,
     TextNormalizer,
     build_stopwords,

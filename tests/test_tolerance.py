@@ -1,6 +1,6 @@
 import json
 
-from sentiment_pipeline.tolerance import ABS_TOLERANCE, compare_csv, compare_files, compare_json
+from sentiment_pipeline.review.tolerance import ABS_TOLERANCE, compare_csv, compare_files, compare_json
 
 
 def test_json_numbers_within_the_tolerance_match_and_others_are_located():

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
-from sentiment_pipeline.config import FeaturizeConfig, Params, ResamplingConfig, TrainConfig
-from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.features import featurize
-from sentiment_pipeline.models import FAMILIES, build_pipeline
-from sentiment_pipeline.train import grid_search
+from sentiment_pipeline.core.config import FeaturizeConfig, Params, ResamplingConfig, TrainConfig
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.pipeline.features import featurize
+from sentiment_pipeline.pipeline.models import FAMILIES, build_pipeline
+from sentiment_pipeline.pipeline.train import grid_search
 
 TRAIN = TrainConfig(cv_folds=3, n_jobs=1)
 
@@ -92,7 +92,7 @@ def test_pipeline_steps():
 
 
 def test_smote_neighbours_are_checked_per_training_fold(features):
-    from sentiment_pipeline.errors import ConfigError
+    from sentiment_pipeline.core.errors import ConfigError
 
     # the smallest class has 24 rows: about 19 per training fold at 5 folds
     with pytest.raises(ConfigError, match=r"k_neighbors=20 .* train.cv_folds=5"):
@@ -103,7 +103,7 @@ def test_smote_neighbours_are_checked_per_training_fold(features):
 def test_progress_bar_counts_every_candidate_fold_fit(features, monkeypatch):
     from tqdm import tqdm
 
-    import sentiment_pipeline.train as train
+    import sentiment_pipeline.pipeline.train as train
 
     bars = []
 
@@ -152,7 +152,7 @@ def test_the_winners_refit_is_gridsearchcvs_refit(features, strategy):
 
 
 def test_calibration_folds_are_checked_against_the_smallest_class(features):
-    from sentiment_pipeline.errors import ConfigError
+    from sentiment_pipeline.core.errors import ConfigError
 
     # 24 rows in the smallest class: 12 per training fold at 2 folds
     with pytest.raises(ConfigError, match=r"calibration_folds=20 .* train.cv_folds=2"):
@@ -198,7 +198,7 @@ def test_a_single_listed_strategy_is_reported_too(features):
 
 
 def test_a_resampling_grid_entry_is_not_a_classifier_parameter():
-    from sentiment_pipeline.config import NaiveBayesGrid
+    from sentiment_pipeline.core.config import NaiveBayesGrid
 
     grid = NaiveBayesGrid(alpha=[1.0], resampling=["class_weight", "smote"])
     assert "clf__resampling" not in grid.as_param_grid() and grid.resampling == ["class_weight", "smote"]
@@ -211,7 +211,7 @@ def test_a_resampling_grid_entry_is_not_a_classifier_parameter():
 def test_families_searched_together_are_each_family_searched_alone(features):
     """train_families runs every search in one pool and shares SMOTE's folds between them:
     neither the schedule nor the cache changes a score, a model or an out-of-fold probability."""
-    from sentiment_pipeline.train import train_families
+    from sentiment_pipeline.pipeline.train import train_families
 
     grids = {"logreg": ({"clf__C": [0.5, 1.0]}, ["class_weight", "smote"]),
              "naive_bayes": ({"clf__alpha": [0.3, 1.0]}, ["smote", "class_weight"]),
@@ -231,7 +231,7 @@ def test_families_searched_together_are_each_family_searched_alone(features):
 def test_smote_runs_once_per_fold_for_every_family_that_resamples_the_same_rows(features, monkeypatch):
     import imblearn.over_sampling
 
-    from sentiment_pipeline.train import train_families
+    from sentiment_pipeline.pipeline.train import train_families
 
     RecordingSMOTE.seen = []
     monkeypatch.setattr(imblearn.over_sampling, "SMOTE", RecordingSMOTE)
@@ -249,7 +249,7 @@ def test_dense_forest_grows_the_trees_of_the_sparse_one(features):
     """DenseRandomForest densifies to float32, which the forest converts to anyway."""
     from sklearn.ensemble import RandomForestClassifier
 
-    from sentiment_pipeline.forest import DenseRandomForest
+    from sentiment_pipeline.pipeline.forest import DenseRandomForest
 
     X, y = features.X_train, features.y_train
     dense = DenseRandomForest(n_estimators=10, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
@@ -285,8 +285,8 @@ def test_a_failing_search_stops_the_others_and_is_raised(features, monkeypatch):
     fit instead of running its 5 s out, and the SVM's error is what the stage raises."""
     import time as clock
 
-    from sentiment_pipeline.models import CalibratedLinearSVC, NaiveBayes
-    from sentiment_pipeline.train import train_families
+    from sentiment_pipeline.pipeline.models import CalibratedLinearSVC, NaiveBayes
+    from sentiment_pipeline.pipeline.train import train_families
 
     fits = []
     original = NaiveBayes.fit

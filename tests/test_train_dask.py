@@ -7,12 +7,12 @@ import pickle
 import numpy as np
 import pytest
 
-from sentiment_pipeline.config import FeaturizeConfig, Params, PreprocessConfig, ResamplingConfig, TrainConfig
-from sentiment_pipeline.errors import ConfigError
-from sentiment_pipeline.features import featurize
-from sentiment_pipeline.models import FAMILIES
-from sentiment_pipeline.preprocess import preprocess
-from sentiment_pipeline.train import grid_search
+from sentiment_pipeline.core.config import FeaturizeConfig, Params, PreprocessConfig, ResamplingConfig, TrainConfig
+from sentiment_pipeline.core.errors import ConfigError
+from sentiment_pipeline.pipeline.features import featurize
+from sentiment_pipeline.pipeline.models import FAMILIES
+from sentiment_pipeline.pipeline.preprocess import preprocess
+from sentiment_pipeline.pipeline.train import grid_search
 
 distributed = pytest.importorskip("distributed")  # a dev dependency: present with `make test`
 pytestmark = pytest.mark.e2e  # starts worker processes
@@ -88,7 +88,7 @@ def test_without_an_address_the_search_starts_its_own_local_cluster(tweets, monk
 
 
 def test_an_unreachable_scheduler_is_one_line(tweets, monkeypatch):
-    import sentiment_pipeline.train as train_module
+    import sentiment_pipeline.pipeline.train as train_module
 
     monkeypatch.setattr(train_module, "DASK_CONNECT_TIMEOUT", "2s")
     monkeypatch.setenv("SENTIMENT_DASK_SCHEDULER", "tcp://127.0.0.1:9")  # discard port: nothing listens

@@ -10,10 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentiment_pipeline.config import CleaningConfig, DownloadConfig
-from sentiment_pipeline.data import load_source
-from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.text import TextNormalizer
+from sentiment_pipeline.core.config import CleaningConfig, DownloadConfig
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.pipeline.data import load_source
+from sentiment_pipeline.pipeline.text import TextNormalizer
 
 GOOD_ROWS = "".join(f"nice day {i},positive\nbad day {i},negative\n" for i in range(10))
 

@@ -1,6 +1,6 @@
 # Pin the numeric kernels before anything else is imported: the restart it may need is then
 # cheap (see kernels.py). cli.main pins too, for the console script.
-from sentiment_pipeline import kernels
+from sentiment_pipeline.core import kernels
 
 kernels.pin(restart=True)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 import typer
 
-from sentiment_pipeline import kernels, paths, profiling
-from sentiment_pipeline.errors import PipelineError
+from sentiment_pipeline.core import kernels, paths, profiling
+from sentiment_pipeline.core.errors import PipelineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentiment pipeline stages. DVC calls these; see dvc.yaml.")
@@ -174,8 +174,8 @@ def predict(
         raise typer.BadParameter(f"expected fail or skip, got {on_bad_row!r}", param_hint="--on-bad-row")
 
     def run_batch() -> None:
+        from sentiment_pipeline.inference.predictor import Predictor
         from sentiment_pipeline.serving.batch import predict_file
-        from sentiment_pipeline.serving.predictor import Predictor
 
         predict_file(Predictor.load(project), source, target, text_column=text_column,
                      id_columns=id_column, on_bad_row=on_bad_row, chunk_rows=chunk_rows,
@@ -196,9 +196,9 @@ def serve(
     def run_server() -> None:
         import uvicorn
 
-        from sentiment_pipeline.config import SERVE_ENV_PREFIX, serve_settings
+        from sentiment_pipeline.core.config import SERVE_ENV_PREFIX, serve_settings
+        from sentiment_pipeline.inference.artifacts import verify_model
         from sentiment_pipeline.serving.api import PROJECT_ENV
-        from sentiment_pipeline.serving.artifacts import verify_model
 
         # the options as environment variables: the workers uvicorn starts read them too
         overrides = {f"{SERVE_ENV_PREFIX}{k.upper()}": str(v)
@@ -224,9 +224,9 @@ def export_feedback(
     """Export predictions that received feedback as training data for the download stage."""
 
     def run_export() -> None:
-        from sentiment_pipeline.config import serve_settings
-        from sentiment_pipeline.serving.prediction_log import connect
-        from sentiment_pipeline.serving.prediction_log import export_feedback as export
+        from sentiment_pipeline.core.config import serve_settings
+        from sentiment_pipeline.predlog.prediction_log import connect
+        from sentiment_pipeline.predlog.prediction_log import export_feedback as export
 
         _, settings = serve_settings(project)
         written, without_text = export(connect(database_url or settings.database_url, project), output)
@@ -266,7 +266,7 @@ def monitor(
     def run_monitor() -> None:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from sentiment_pipeline.config import serve_settings
+        from sentiment_pipeline.core.config import serve_settings
         from sentiment_pipeline.monitoring import monitor as monitoring
 
         params, settings = serve_settings(project)
@@ -295,8 +295,8 @@ def check_lock(
 ) -> None:
     """Fail when dvc.lock differs from REV in code, params or data, or metrics/ and plots/ differ
     beyond the tolerance; one line saying what matched when they agree."""
-    from sentiment_pipeline import lockcheck
-    from sentiment_pipeline.tolerance import ABS_TOLERANCE
+    from sentiment_pipeline.review import lockcheck
+    from sentiment_pipeline.review.tolerance import ABS_TOLERANCE
 
     def check(**kwargs) -> None:
         typer.echo(lockcheck.check(**kwargs))

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine, func, select
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.files import read_json
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.files import read_json
 from sentiment_pipeline.monitoring.charts import bar_chart, heatmap, line_chart
 from sentiment_pipeline.monitoring.html import checks_table
-from sentiment_pipeline.serving.prediction_log import predictions
+from sentiment_pipeline.predlog.prediction_log import predictions
 
 LIVE_ROWS = 1000  # the class mix and confidence panels use the newest predictions
 MINUTES = 60      # requests over time: the last hour, per minute

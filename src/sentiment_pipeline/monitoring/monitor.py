@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import MonitorConfig
-from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.files import file_md5, read_csv, read_json
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import MonitorConfig
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.core.files import file_md5, read_csv, read_json
+from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.monitoring import drift, performance
-from sentiment_pipeline.serving.prediction_log import feedback, predictions
-from sentiment_pipeline.serving.predictor import Predictor
+from sentiment_pipeline.predlog.prediction_log import feedback, predictions
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Reference:
 def word_vectorizer(model):
     """The word-level vectorizer inside the served model (alone or in a FeatureUnion): a
     TfidfVectorizer, or the HashingVectorizer of ``featurize.vectorizer: hashing``."""
-    from sentiment_pipeline.features import vectorizer_parts
+    from sentiment_pipeline.pipeline.features import vectorizer_parts
 
     tfidf = model.named_steps["tfidf"] if hasattr(model, "named_steps") else model[0]
     return next(p for p in vectorizer_parts(tfidf) if getattr(p, "analyzer", None) == "word")
@@ -284,7 +284,7 @@ def exit_code(result: dict) -> int:
 
 def write_outputs(result: dict, output_dir: Path) -> tuple[Path, Path]:
     """monitor.json and report.html, each written atomically."""
-    from sentiment_pipeline.files import atomic_path, write_json
+    from sentiment_pipeline.core.files import atomic_path, write_json
     from sentiment_pipeline.monitoring.html import render_report
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +298,7 @@ def write_outputs(result: dict, output_dir: Path) -> tuple[Path, Path]:
 def run(project: Path, config: MonitorConfig, database_url: str, spec: WindowSpec,
         output_dir: Path | None = None) -> tuple[dict, Path, Path]:
     """Load the served model and its reference, read the window, judge it, write the outputs."""
-    from sentiment_pipeline.serving.prediction_log import connect
+    from sentiment_pipeline.predlog.prediction_log import connect
 
     project = Path(project)
     predictor = Predictor.load(project)

@@ -25,12 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sentiment_pipeline.config import MonitorConfig, ServeConfig
+from sentiment_pipeline.core.config import MonitorConfig, ServeConfig
 from sentiment_pipeline.dashboard.page import load_evaluation, read_live, read_monitor
 from sentiment_pipeline.dashboard.page import render as render_dashboard
+from sentiment_pipeline.inference.predictor import Predictor
+from sentiment_pipeline.predlog.prediction_log import LogSettings, PredictionLog, connect, now
 from sentiment_pipeline.serving.batching import MicroBatcher
-from sentiment_pipeline.serving.prediction_log import LogSettings, PredictionLog, connect, now
-from sentiment_pipeline.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -440,7 +440,7 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
 def app_from_environment():
     """uvicorn's factory in each worker: project root and limits from the environment that
     ``sentiment-pipeline serve`` set up."""
-    from sentiment_pipeline.config import serve_settings
+    from sentiment_pipeline.core.config import serve_settings
 
     root = Path(os.environ.get(PROJECT_ENV, "."))
     params, settings = serve_settings(root)

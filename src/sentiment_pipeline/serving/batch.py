@@ -16,9 +16,9 @@ from typing import Literal
 
 import pandas as pd
 
-from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.files import atomic_path
-from sentiment_pipeline.serving.predictor import Predictions, Predictor
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.core.files import atomic_path
+from sentiment_pipeline.inference.predictor import Predictions, Predictor
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sentiment_pipeline.serving.predictor import Predictions, Predictor
-from sentiment_pipeline.serving.queues import next_batch
+from sentiment_pipeline.inference.predictor import Predictions, Predictor
+from sentiment_pipeline.predlog.queues import next_batch
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-from sentiment_pipeline import paths
-from sentiment_pipeline.baselines import score_baselines
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.evaluate import require_columns
-from sentiment_pipeline.files import read_csv, write_json
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.files import read_csv, write_json
+from sentiment_pipeline.pipeline.baselines import score_baselines
+from sentiment_pipeline.pipeline.evaluate import require_columns
 
 
 def run(params_file=paths.PARAMS) -> None:

@@ -1,9 +1,9 @@
 import logging
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.data import check_counts, drop_dirty_rows, load_source, source_name, stream_source
-from sentiment_pipeline.files import write_csv, write_json
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.files import write_csv, write_json
+from sentiment_pipeline.pipeline.data import check_counts, drop_dirty_rows, load_source, source_name, stream_source
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@ import joblib
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.ensemble import search_ensemble
-from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write_json, write_timing
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.files import atomic_path, write_csv, write_joblib, write_json, write_timing
+from sentiment_pipeline.pipeline.ensemble import search_ensemble
 
 
 def run(params_file=paths.PARAMS) -> None:

@@ -3,10 +3,11 @@ import logging
 import joblib
 from sklearn.metrics import confusion_matrix
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.baselines import baseline_rules
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.evaluate import (
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.files import atomic_path, read_csv, read_json, write_csv
+from sentiment_pipeline.pipeline.baselines import baseline_rules
+from sentiment_pipeline.pipeline.evaluate import (
     PlotFiles,
     encode_labels,
     error_analysis,
@@ -14,8 +15,7 @@ from sentiment_pipeline.evaluate import (
     log_with_dvclive,
     require_columns,
 )
-from sentiment_pipeline.files import atomic_path, read_csv, read_json, write_csv
-from sentiment_pipeline.model_card import render_model_card
+from sentiment_pipeline.review.model_card import render_model_card
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.files import read_csv, write_csv, write_json
-from sentiment_pipeline.preprocess import preprocess, preprocess_stream
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.files import read_csv, write_csv, write_json
+from sentiment_pipeline.pipeline.preprocess import preprocess, preprocess_stream
 
 
 def run(params_file=paths.PARAMS) -> None:

@@ -1,11 +1,11 @@
 import logging
 from pathlib import Path
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.errors import PipelineError
-from sentiment_pipeline.files import atomic_path
-from sentiment_pipeline.report import default_base, gather, render
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.errors import PipelineError
+from sentiment_pipeline.core.files import atomic_path
+from sentiment_pipeline.review.report import default_base, gather, render
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 import joblib
 import pandas as pd
 
-from sentiment_pipeline import kernels, paths
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.features import n_features_out
-from sentiment_pipeline.files import atomic_path, file_md5, read_json, write_joblib, write_json
-from sentiment_pipeline.select import choose_family, cv_comparison_rows, ensemble_details, final_model, model_card
+from sentiment_pipeline.core import kernels, paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.files import atomic_path, file_md5, read_json, write_joblib, write_json
+from sentiment_pipeline.pipeline.features import n_features_out
+from sentiment_pipeline.pipeline.select import choose_family, cv_comparison_rows, ensemble_details, final_model, model_card
 
 
 def run(params_file=paths.PARAMS) -> None:

@@ -1,10 +1,10 @@
 import numpy as np
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import load_params
-from sentiment_pipeline.features import FeatureSet
-from sentiment_pipeline.files import atomic_path, write_csv, write_joblib, write_json, write_timing
-from sentiment_pipeline.train import train_families
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import load_params
+from sentiment_pipeline.core.files import atomic_path, write_csv, write_joblib, write_json, write_timing
+from sentiment_pipeline.pipeline.features import FeatureSet
+from sentiment_pipeline.pipeline.train import train_families
 
 
 def run(family: str | None = None, params_file=paths.PARAMS) -> None:

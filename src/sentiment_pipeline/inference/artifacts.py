@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import PreprocessConfig
-from sentiment_pipeline.errors import PipelineError
-from sentiment_pipeline.files import file_md5, read_json
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import PreprocessConfig
+from sentiment_pipeline.core.errors import PipelineError
+from sentiment_pipeline.core.files import file_md5, read_json
 
 LOCK_FILE = Path("dvc.lock")
 SELECT_STAGE = "select"

@@ -14,9 +14,9 @@ from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, 
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm import tqdm
 
-from sentiment_pipeline.config import FeaturizeConfig, ResamplingConfig
-from sentiment_pipeline.errors import ConfigError
-from sentiment_pipeline.files import atomic_path, read_json, write_json
+from sentiment_pipeline.core.config import FeaturizeConfig, ResamplingConfig
+from sentiment_pipeline.core.errors import ConfigError
+from sentiment_pipeline.core.files import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +264,8 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     """
     import tempfile
 
-    from sentiment_pipeline.files import iter_csv
-    from sentiment_pipeline.streaming import CsrNpzWriter, LabelCodes, parallel_map
+    from sentiment_pipeline.core.files import iter_csv
+    from sentiment_pipeline.pipeline.streaming import CsrNpzWriter, LabelCodes, parallel_map
 
     codes = LabelCodes()
 

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from sentiment_pipeline.config import DownloadConfig
-from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.core.config import DownloadConfig
+from sentiment_pipeline.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def stream_source(config: DownloadConfig, cv_folds: int, target: Path) -> dict:
     Two passes over the source: the first validates it and keys every non-blank row, the second
     writes the rows whose (text, label) key was not seen before.
     """
-    from sentiment_pipeline.streaming import LabelCodes, counts_by_label, first_occurrence, text_keys, write_csv_chunks
+    from sentiment_pipeline.pipeline.streaming import LabelCodes, counts_by_label, first_occurrence, text_keys, write_csv_chunks
 
     name = source_name(config)
     codes, keys, label_codes = LabelCodes(), [], []

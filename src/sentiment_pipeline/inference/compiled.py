@@ -134,7 +134,7 @@ def _column_indices(select) -> tuple[bool, np.ndarray | None]:
 
 
 def _compile_ensemble(vectorizer, ensemble) -> CompiledEnsemble | None:
-    from sentiment_pipeline.models import CalibratedLinearSVC
+    from sentiment_pipeline.pipeline.models import CalibratedLinearSVC
 
     members = []
     for member in ensemble.members_:
@@ -155,8 +155,8 @@ def compile_model(model) -> CompiledCalibratedSVM | CompiledEnsemble | None:
     """The compiled path for a ``tfidf -> select -> CalibratedLinearSVC(sigmoid)`` pipeline
     whose members are linear models, or for ``tfidf -> EnsembleClassifier``; None for anything
     else (the caller keeps scikit-learn)."""
-    from sentiment_pipeline.ensemble import EnsembleClassifier
-    from sentiment_pipeline.models import CalibratedLinearSVC
+    from sentiment_pipeline.pipeline.ensemble import EnsembleClassifier
+    from sentiment_pipeline.pipeline.models import CalibratedLinearSVC
 
     steps = getattr(model, "named_steps", {})
     clf, select, vectorizer = steps.get("clf"), steps.get("select"), steps.get("tfidf")

@@ -1,7 +1,7 @@
 """Benchmark: the pipeline against a naive grid-search reference, and growth with data size.
 
-    python -m sentiment_pipeline.benchmark            # the full run (long: see README)
-    python -m sentiment_pipeline.benchmark --quick    # a smoke run on ~1,500 training rows
+    python benchmarks/pipeline_bench.py            # the full run (long: see README), `make bench`
+    python benchmarks/pipeline_bench.py --quick    # a smoke run on ~1,500 training rows
 
 In one invocation, on the same data and the same train/test split:
 
@@ -41,11 +41,11 @@ import pandas as pd
 import typer
 import yaml
 
-from sentiment_pipeline.config import FAMILY_GRIDS
-from sentiment_pipeline.files import write_csv
-from sentiment_pipeline.kernels import NATIVE_ENV as NATIVE_KERNELS_ENV
+from sentiment_pipeline.core.config import FAMILY_GRIDS
+from sentiment_pipeline.core.files import write_csv
+from sentiment_pipeline.core.kernels import NATIVE_ENV as NATIVE_KERNELS_ENV
 
-log = logging.getLogger("sentiment_pipeline.benchmark")
+log = logging.getLogger("benchmarks.pipeline_bench")
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 
@@ -78,13 +78,13 @@ def _median(values: list[float]) -> float | None:
 def _read_params(path: Path) -> dict:
     """params.yaml as plain data; the typed loader's YAML 1.2 number rules when available."""
     try:
-        from sentiment_pipeline.config import load_yaml
+        from sentiment_pipeline.core.config import load_yaml
     except ImportError:  # pragma: no cover - the config module moved
         return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return load_yaml(path) or {}
 
 
-def _run_logged(args: list[str], cwd: Path, env: dict, log_file: Path) -> float:
+def run_logged(args: list[str], cwd: Path, env: dict, log_file: Path) -> float:
     """Run a command with its output in ``log_file``; return its wall time; fail loudly."""
     started = time.perf_counter()
     with open(log_file, "ab") as out:
@@ -156,7 +156,7 @@ def shrink_for_quick(params: dict) -> dict:
 def write_quick_sample(project: Path, env: dict, seed: int) -> None:
     """Materialise the configured data, keep a stratified sample of it as a local file source,
     and point params.yaml at it, so that about QUICK_TRAIN_ROWS rows reach training."""
-    _run_logged([sys.executable, "-m", "sentiment_pipeline", "download"], project, env,
+    run_logged([sys.executable, "-m", "sentiment_pipeline", "download"], project, env,
                 project / "benchmark-setup.log")
     raw = pd.read_csv(project / "data/raw/reviews.csv", dtype=str, keep_default_na=False)
     params = _read_params(project / "params.yaml")
@@ -186,7 +186,7 @@ def snapshot_project(root: Path, dest: Path, quick: bool, seed: int) -> Path:
         write_quick_sample(dest, env, seed)
     for args in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
                  ["git", "commit", "-qm", "benchmark snapshot"]):
-        _run_logged(args, dest, env, dest / "benchmark-setup.log")
+        run_logged(args, dest, env, dest / "benchmark-setup.log")
     return dest
 
 
@@ -211,7 +211,7 @@ def run_ours(project: Path, runs: int, native_kernels: bool = False) -> dict:
         if native_kernels:
             env[NATIVE_KERNELS_ENV] = "1"
         log.info("%s: dvc repro --force, run %d of %d", label, i, runs)
-        seconds = _run_logged([sys.executable, "-m", "dvc", "repro", "--force"], project, env,
+        seconds = run_logged([sys.executable, "-m", "dvc", "repro", "--force"], project, env,
                               project.parent / f"dvc-repro-{tag}{i}.log")
         selection = json.loads((project / "metrics/selection.json").read_text())
         test = json.loads((project / "metrics/test.json").read_text())
@@ -225,7 +225,7 @@ def run_ours(project: Path, runs: int, native_kernels: bool = False) -> dict:
         return summarise_ours(results)
     # What a user waits for when nothing changed: DVC checking every stage's hashes.
     env = subprocess_env(project)
-    noop = [_run_logged([sys.executable, "-m", "dvc", "repro"], project, env,
+    noop = [run_logged([sys.executable, "-m", "dvc", "repro"], project, env,
                         project.parent / f"dvc-repro-noop-{i}.log") for i in range(1, 4)]
     log.info("ours: no-op dvc repro %.1f s (median of 3)", _median(noop))
     return {**summarise_ours(results), "noop_seconds": _median(noop)}
@@ -403,7 +403,7 @@ def family_grids(params: dict) -> dict[str, dict]:
 def naive_child(project: Path = typer.Option(...), output: Path = typer.Option(...),
                 profile: Path = typer.Option(...)) -> None:
     """One naive reference run in its own process, on the snapshot's split and params."""
-    from sentiment_pipeline import profiling
+    from sentiment_pipeline.core import profiling
 
     _setup_logging()
     params = _read_params(project / "params.yaml")
@@ -423,7 +423,7 @@ def run_naive_reference(project: Path, runs: int) -> dict:
     for i in range(1, runs + 1):
         output, profile = project.parent / f"naive-{i}.json", project.parent / f"profile-naive-{i}.jsonl"
         log.info("naive: grid search of every family, run %d of %d (slow)", i, runs)
-        seconds = _run_logged([sys.executable, "-m", "sentiment_pipeline.benchmark", "naive-child",
+        seconds = run_logged([sys.executable, str(Path(__file__).resolve()), "naive-child",
                                "--project", str(project), "--output", str(output), "--profile", str(profile)],
                               project, subprocess_env(project), project.parent / f"naive-{i}.log")
         result = json.loads(output.read_text())
@@ -516,8 +516,8 @@ def synthetic_review_chunks(n_rows: int, seed: int = 0, chunk: int = 100_000) ->
 # ----------------------------------------------------------------------------- growth steps
 def _call_preprocess(raw: pd.DataFrame, params_file: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The package's preprocess step; the one place that knows its signature."""
-    from sentiment_pipeline.config import load_params
-    from sentiment_pipeline.preprocess import preprocess
+    from sentiment_pipeline.core.config import load_params
+    from sentiment_pipeline.pipeline.preprocess import preprocess
 
     config = load_params(params_file).preprocess
     result = preprocess(raw, config)
@@ -526,8 +526,8 @@ def _call_preprocess(raw: pd.DataFrame, params_file: Path) -> tuple[pd.DataFrame
 
 def _call_featurize(train: pd.DataFrame, test: pd.DataFrame, params_file: Path) -> int:
     """The package's featurize step; returns the number of features."""
-    from sentiment_pipeline.config import load_params
-    from sentiment_pipeline.features import featurize
+    from sentiment_pipeline.core.config import load_params
+    from sentiment_pipeline.pipeline.features import featurize
 
     config = load_params(params_file).featurize
     _, features, _ = featurize(train, test, config)
@@ -601,7 +601,7 @@ def run_growth(sizes: list[int], params_file: Path, workdir: Path, seed: int) ->
         for step in ("preprocess", "featurize"):
             log.info("growth: %s on %d rows", step, size)
             result = subprocess.run(
-                [sys.executable, "-m", "sentiment_pipeline.benchmark", "growth-child", "--step", step,
+                [sys.executable, str(Path(__file__).resolve()), "growth-child", "--step", step,
                  "--workdir", str(step_dir), "--params", str(params_file.resolve())],
                 env=subprocess_env(), capture_output=True, text=True)
             if result.returncode != 0:
@@ -744,7 +744,7 @@ def run(
                 if kernels_reference:
                     report["ours_native_kernels"] = run_ours(snapshot, runs, native_kernels=True)
             else:  # the naive reference still needs the pipeline's split
-                _run_logged([sys.executable, "-m", "dvc", "repro", "preprocess"], snapshot,
+                run_logged([sys.executable, "-m", "dvc", "repro", "preprocess"], snapshot,
                             subprocess_env(snapshot), scratch / "dvc-repro-preprocess.log")
             if not skip_naive:
                 report["naive"] = run_naive_reference(snapshot, naive_runs)
@@ -767,12 +767,12 @@ def run(
 
 
 def main() -> None:  # pragma: no cover - entry point
-    # `python -m sentiment_pipeline.benchmark [options]` runs the benchmark; the hidden child
+    # `python benchmarks/pipeline_bench.py [options]` runs the benchmark; the hidden child
     # commands are called by name.
     argv = sys.argv[1:]
     if not argv or argv[0] not in {"run", "naive-child", "growth-child"}:
         argv = ["run", *argv]
-    app(args=argv, prog_name="python -m sentiment_pipeline.benchmark")
+    app(args=argv, prog_name="python benchmarks/pipeline_bench.py")
 
 
 if __name__ == "__main__":  # pragma: no cover

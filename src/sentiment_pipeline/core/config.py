@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sentiment_pipeline.errors import ConfigError
+from sentiment_pipeline.core.errors import ConfigError
 
 # PyYAML implements YAML 1.1, whose float pattern needs a dot and a signed exponent, so
 # ``1e-06`` or ``1e3`` (as written by ``dvc exp run -S``) would load as strings.  We add the

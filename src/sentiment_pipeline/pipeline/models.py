@@ -17,8 +17,8 @@ from sklearn.feature_selection import SelectKBest, chi2
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from sentiment_pipeline.config import FAMILY_GRIDS, ResamplingConfig
-from sentiment_pipeline.errors import ConfigError
+from sentiment_pipeline.core.config import FAMILY_GRIDS, ResamplingConfig
+from sentiment_pipeline.core.errors import ConfigError
 
 
 class NaiveBayes(ClassifierMixin, BaseEstimator):
@@ -132,7 +132,7 @@ def _naive_bayes(seed: int) -> ClassifierMixin:
 
 
 def _random_forest(seed: int) -> ClassifierMixin:
-    from sentiment_pipeline.forest import DenseRandomForest
+    from sentiment_pipeline.pipeline.forest import DenseRandomForest
 
     # One thread per model: the grid search already runs one model per core.
     return DenseRandomForest(random_state=seed, n_jobs=1)

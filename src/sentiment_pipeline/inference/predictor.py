@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.evaluate import in_class_order, predicted_probabilities, top_label_confidence
-from sentiment_pipeline.files import read_json
-from sentiment_pipeline.serving.artifacts import VerifiedModel, verify_model
-from sentiment_pipeline.text import TextNormalizer, build_stopwords
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.files import read_json
+from sentiment_pipeline.inference.artifacts import VerifiedModel, verify_model
+from sentiment_pipeline.pipeline.evaluate import in_class_order, predicted_probabilities, top_label_confidence
+from sentiment_pipeline.pipeline.text import TextNormalizer, build_stopwords
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ PROBE_TEXTS = ("@united thanks, the crew was great! :)", "lost my bag AGAIN... w
 
 
 def _checked_compiled_path(model, normalizer: TextNormalizer):
-    from sentiment_pipeline.serving.compiled import compile_model
+    from sentiment_pipeline.inference.compiled import compile_model
 
     compiled = compile_model(model)
     if compiled is None:

@@ -8,8 +8,8 @@ import os
 import re
 from pathlib import Path
 
-from sentiment_pipeline.config import CleaningConfig, StopwordsConfig
-from sentiment_pipeline.errors import ResourceError
+from sentiment_pipeline.core.config import CleaningConfig, StopwordsConfig
+from sentiment_pipeline.core.errors import ResourceError
 
 URL_TOKEN, USER_TOKEN, NUMBER_TOKEN, EMOJI_TOKEN = "_url_", "_user_", "_num_", "_emoji_"
 SMILE_TOKEN, FROWN_TOKEN, EXCLAIM_TOKEN, QUESTION_TOKEN = "_smile_", "_frown_", "_exclaim_", "_question_"

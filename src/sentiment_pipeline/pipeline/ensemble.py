@@ -23,8 +23,8 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-from sentiment_pipeline.config import EnsembleConfig, TrainConfig
-from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.core.config import EnsembleConfig, TrainConfig
+from sentiment_pipeline.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from sentiment_pipeline.errors import PipelineError
-from sentiment_pipeline.files import atomic_path
+from sentiment_pipeline.core.errors import PipelineError
+from sentiment_pipeline.core.files import atomic_path
 
 if TYPE_CHECKING:
     from dvclive import Live

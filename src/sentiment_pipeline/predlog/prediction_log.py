@@ -37,8 +37,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError as DataError_
 from sqlalchemy.exc import IntegrityError
 
-from sentiment_pipeline.errors import ConfigError, DataError
-from sentiment_pipeline.serving.queues import next_batch
+from sentiment_pipeline.core.errors import ConfigError, DataError
+from sentiment_pipeline.predlog.queues import next_batch
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,8 @@ def export_feedback(engine: Engine, target: Path) -> tuple[int, int]:
     ``source: file``; returns (rows written, rows without stored text)."""
     import pandas as pd
 
-    from sentiment_pipeline.errors import DataError
-    from sentiment_pipeline.files import write_csv
+    from sentiment_pipeline.core.errors import DataError
+    from sentiment_pipeline.core.files import write_csv
 
     rows = list(labelled_rows(engine))
     kept = [{"text": row["text"], "label": row["label"]} for row in rows if row["text"] is not None]

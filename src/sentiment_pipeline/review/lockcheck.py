@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.errors import PipelineError
-from sentiment_pipeline.tolerance import ABS_TOLERANCE, Difference, compare_files
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.errors import PipelineError
+from sentiment_pipeline.review.tolerance import ABS_TOLERANCE, Difference, compare_files
 
 TRACKED = ("metrics", "plots")
 # Outputs computed with floating-point maths: compared through the tolerance, not by hash.

@@ -7,7 +7,7 @@ from importlib.metadata import version
 
 from sklearn.pipeline import Pipeline
 
-from sentiment_pipeline.errors import DataError
+from sentiment_pipeline.core.errors import DataError
 
 RECORDED_LIBRARIES = ("scikit-learn", "imbalanced-learn", "xgboost", "numpy", "scipy", "pandas",
                       "nltk", "dvc", "dvclive")

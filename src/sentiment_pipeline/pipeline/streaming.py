@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
-from sentiment_pipeline.files import CSV_OPTIONS, atomic_path
+from sentiment_pipeline.core.files import CSV_OPTIONS, atomic_path
 
 # Two independent 16-byte SipHash keys: a 128-bit key makes an accidental collision among 10^9
 # rows about 10^-21 likely (a single 64-bit hash: 3% at 10^9 rows, 3e-6 at 10^7).

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from sentiment_pipeline.config import BaselinesConfig
-from sentiment_pipeline.evaluate import encode_labels, score_predictions
+from sentiment_pipeline.core.config import BaselinesConfig
+from sentiment_pipeline.pipeline.evaluate import encode_labels, score_predictions
 
 log = logging.getLogger(__name__)
 

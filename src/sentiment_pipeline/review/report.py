@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sentiment_pipeline import paths
-from sentiment_pipeline.config import CANDIDATE_FAMILIES
-from sentiment_pipeline.errors import PipelineError
-from sentiment_pipeline.files import file_md5
-from sentiment_pipeline.lockcheck import result_differences
-from sentiment_pipeline.tolerance import ABS_TOLERANCE, Difference, numbers_close
+from sentiment_pipeline.core import paths
+from sentiment_pipeline.core.config import CANDIDATE_FAMILIES
+from sentiment_pipeline.core.errors import PipelineError
+from sentiment_pipeline.core.files import file_md5
+from sentiment_pipeline.review.lockcheck import result_differences
+from sentiment_pipeline.review.tolerance import ABS_TOLERANCE, Difference, numbers_close
 
 MARKER = "<!-- sentiment-pipeline-report -->"
 BASELINES = paths.METRICS_DIR / "baselines.json"

@@ -21,9 +21,9 @@ from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from sentiment_pipeline.config import ResamplingConfig, TrainConfig
-from sentiment_pipeline.errors import ConfigError, DataError
-from sentiment_pipeline.models import LOCKED_FAMILIES, build_pipeline
+from sentiment_pipeline.core.config import ResamplingConfig, TrainConfig
+from sentiment_pipeline.core.errors import ConfigError, DataError
+from sentiment_pipeline.pipeline.models import LOCKED_FAMILIES, build_pipeline
 
 log = logging.getLogger(__name__)
 

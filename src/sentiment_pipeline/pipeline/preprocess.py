@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from sentiment_pipeline.config import PreprocessConfig
-from sentiment_pipeline.errors import DataError
-from sentiment_pipeline.text import TextNormalizer, build_stopwords
+from sentiment_pipeline.core.config import PreprocessConfig
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.pipeline.text import TextNormalizer, build_stopwords
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
 # ------------------------------------------------------------------ streaming (chunk_rows)
 def _clean_chunk(raw: pd.DataFrame, normalizer: TextNormalizer, seed: int) -> dict:
     """One chunk's share of pass one (runs in a worker process)."""
-    from sentiment_pipeline.streaming import text_keys
+    from sentiment_pipeline.pipeline.streaming import text_keys
 
     cleaned = clean_texts(raw["text"], normalizer)
     empty = (cleaned == "").to_numpy()
@@ -199,8 +199,8 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     run on those arrays; pass two routes the spooled rows to their place in train or test (see
     ``streaming.OrderedCsvWriter``).
     """
-    from sentiment_pipeline.files import iter_csv
-    from sentiment_pipeline.streaming import (
+    from sentiment_pipeline.core.files import iter_csv
+    from sentiment_pipeline.pipeline.streaming import (
         ArrowSpool,
         LabelCodes,
         OrderedCsvWriter,

@@ -1,0 +1,1 @@
+"""Benchmark scripts (`make bench*`); the tests import their helpers as `benchmarks.<script>`."""
