@@ -25,10 +25,9 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from pipeline_bench import synthetic_reviews
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts, also when imported from elsewhere
+from pipeline_bench import synthetic_reviews  # noqa: E402
 from serve_bench import free_port, wait_ready  # noqa: E402
 
 

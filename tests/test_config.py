@@ -124,3 +124,10 @@ def test_a_bad_serve_variable_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("SENTIMENT_SERVE_PORT", "eighty")
     with pytest.raises(ConfigError, match=r"SENTIMENT_SERVE_PORT='eighty': .*integer"):
         serve_settings(tmp_path)
+
+
+def test_serve_variables_match_case_insensitively_as_pydantic_settings_does(tmp_path, monkeypatch):
+    from sentiment_pipeline.core.config import serve_settings
+
+    monkeypatch.setenv("sentiment_serve_port", "9001")
+    assert serve_settings(tmp_path)[1].port == 9001

@@ -42,7 +42,10 @@ def imported_modules(module: str, root: Path = SOURCE) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise AssertionError(f"{path}:{node.lineno}: a relative import; the package imports absolutely, "
+                                 "so these walks see every edge")
+        elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -58,6 +61,9 @@ def closure(modules: set[str], root: Path = SOURCE) -> set[str]:
         if module not in seen:
             seen.add(module)
             todo += imported_modules(module, root) - seen
+            # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+            parts = module.split(".")
+            todo += [p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if p not in seen]
     return seen
 
 

@@ -279,7 +279,7 @@ def test_a_member_weighted_zero_is_left_out_of_the_vote(features, searches):
                           soft_vote(probas, built.shares_, 0.0, (0.0, 2.0, 1.0)))
     label = result.cv_table["weights"].iloc[0]  # the best vote's weights, over all listed members
     weights = [1.0] * len(MEMBERS) if label == "equal" else [float(w) for w in label.split(":")]
-    assert result.summary["best_params"]["members"] == [m for m, w in zip(MEMBERS, weights, strict=False) if w > 0]
+    assert result.summary["best_params"]["members"] == [m for m, w in zip(MEMBERS, weights, strict=True) if w > 0]
     assert len(result.estimator.members_) == len(result.summary["best_params"]["members"])
 
 

@@ -6,7 +6,7 @@ import yaml
 
 from sentiment_pipeline.review.lockcheck import StaleLockError, check, stage_differences
 
-CODE = "src/sentiment_pipeline/train.py"
+CODE = "src/sentiment_pipeline/pipeline/train.py"
 
 
 def lock(model_md5="m1", code_md5="c1", folds=5) -> dict:

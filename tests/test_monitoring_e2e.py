@@ -118,7 +118,7 @@ def airline_window(service):
     root, url = service
     tweets = airline_tweets(WINDOW)
     answers = asyncio.run(_post_each(url, tweets["text"].tolist()))
-    labelled = list(zip(answers, tweets["label"], strict=False))[::3]
+    labelled = list(zip(answers, tweets["label"], strict=True))[::3]
     with httpx.Client(base_url=url, timeout=30) as http:
         for answer, label in labelled:
             http.post("/v1/feedback", json={"prediction_id": answer["prediction_id"], "label": label}).raise_for_status()

@@ -112,7 +112,7 @@ def test_feedback_becomes_training_data_for_the_download_stage(served_project, t
     texts = [f"{word} flight {i}" for word in ("awful", "lovely") for i in range(3)]
     with TestClient(create_app(ServeConfig(database_url=url), lambda: Predictor.load(served_project))) as client:
         answer = client.post("/v1/predict", json={"texts": texts}).json()
-        for text, prediction in zip(texts, answer["predictions"], strict=False):
+        for text, prediction in zip(texts, answer["predictions"], strict=True):
             label = "negative" if text.startswith("awful") else "positive"
             client.post("/v1/feedback", json={"prediction_id": prediction["prediction_id"], "label": label})
     exported = subprocess.run([sys.executable, "-m", "sentiment_pipeline", "export-feedback",

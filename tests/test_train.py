@@ -255,7 +255,7 @@ def test_dense_forest_grows_the_trees_of_the_sparse_one(features):
     dense = DenseRandomForest(n_estimators=10, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
     sparse = RandomForestClassifier(n_estimators=10, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
     np.testing.assert_array_equal(dense.predict_proba(features.X_test), sparse.predict_proba(features.X_test))
-    for ours, theirs in zip(dense.estimators_, sparse.estimators_, strict=False):
+    for ours, theirs in zip(dense.estimators_, sparse.estimators_, strict=True):
         np.testing.assert_array_equal(ours.tree_.threshold, theirs.tree_.threshold)
         np.testing.assert_array_equal(ours.tree_.feature, theirs.tree_.feature)
 

@@ -493,6 +493,8 @@ def _serve_settings_class() -> type[ServeConfig]:
     from pydantic_settings import BaseSettings, SettingsConfigDict
 
     class ServeSettings(ServeConfig, BaseSettings):
+        # names as pydantic-settings matches them: case-insensitively (SENTIMENT_SERVE_PORT, or
+        # sentiment_serve_port on systems that lower-case the environment)
         model_config = SettingsConfigDict(env_prefix=SERVE_ENV_PREFIX, extra="forbid", frozen=True)
 
         @classmethod

@@ -1,1 +1,2 @@
-"""Serving the model the pipeline selected: verified loading, one predictor, batch files."""
+"""Serving the model the pipeline selected: the FastAPI app, micro-batching, batch files (the
+model itself comes from ``inference``, the log from ``predlog``)."""
