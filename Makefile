@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets clean
+.PHONY: help install stopwords repro test test-fast lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -47,6 +47,9 @@ repro: install  ## Run the whole pipeline (dvc repro) on the default data
 
 test: install  ## Run the test suite (unit tests and an end-to-end dvc repro)
 	$(BIN)/pytest
+
+test-fast: install  ## The fast tier: no dvc repro, no PostgreSQL, no browser (pytest -m "not e2e")
+	$(BIN)/pytest -m "not e2e" -q
 
 lint: install  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules) on the code and tests
 	$(BIN)/ruff check src tests benchmarks
