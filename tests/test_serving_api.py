@@ -182,7 +182,7 @@ def test_micro_batching_gives_each_text_its_own_numbers(served_project):
 
     results, batches = asyncio.run(concurrently())
     assert batches < len(texts)  # they were batched
-    for text, result in zip(texts, results, strict=True):
+    for text, result in zip(texts, results[:-1], strict=True):  # the last: the 3-text request
         alone = predictor.predict([text])
         assert result.labels == alone.labels
         assert np.array_equal(result.probabilities, alone.probabilities)
