@@ -52,8 +52,8 @@ test: install  ## Run the test suite (unit tests and an end-to-end dvc repro)
 test-fast: install  ## The fast tier: no dvc repro, no PostgreSQL, no browser (pytest -m "not e2e", 2 workers)
 	$(BIN)/pytest -m "not e2e" -q -n 2
 
-lint: install  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules) on the code and tests
-	$(BIN)/ruff check src tests benchmarks
+lint: install  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules) on the code, tests, benchmarks and notebook
+	$(BIN)/ruff check .
 
 report: install  ## Markdown report of params/metrics changes vs BASE (default: merge-base with main)
 	$(BIN)/python -m sentiment_pipeline report $(if $(BASE),--base $(BASE)) --output report.md
