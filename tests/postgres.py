@@ -49,7 +49,10 @@ def postgres_server() -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="sentiment-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
+        # util-linux's runuser lives in /usr/sbin, which a root shell's PATH may leave out
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+        assert runuser, "runuser (util-linux) not found: it starts PostgreSQL as the postgres user"
+        as_user = [runuser, "-u", "postgres", "--"]
         shutil.chown(workdir, "postgres")
     data, port = workdir / "data", _free_port()
 
