@@ -96,3 +96,31 @@ def served_project(tmp_path_factory) -> Path:
     repo = create_project(tmp_path_factory.mktemp("served"))
     repo.dvc("repro")
     return repo.root
+
+
+@pytest.fixture(scope="session")
+def small_predictor(airline_sample):
+    """A small model fitted in-process (no ``dvc repro``): TF-IDF and the calibrated SVM on the
+    300 fixture tweets, served through the compiled path like the pipeline's own model."""
+    from sklearn.feature_selection import SelectKBest, chi2
+    from sklearn.pipeline import Pipeline
+
+    from sentiment_pipeline.core.config import FeaturizeConfig
+    from sentiment_pipeline.inference.predictor import Predictor
+    from sentiment_pipeline.pipeline.features import build_vectorizer
+    from sentiment_pipeline.pipeline.models import CalibratedLinearSVC
+    from sentiment_pipeline.pipeline.text import TextNormalizer
+
+    normalizer = TextNormalizer(CleaningConfig(), frozenset())
+    classes = sorted(set(airline_sample["label"]))
+    vectorizer = build_vectorizer(FeaturizeConfig(min_df=1))
+    X = vectorizer.fit_transform([normalizer(t) for t in airline_sample["text"]])
+    y = np.array([classes.index(label) for label in airline_sample["label"]])
+    select = SelectKBest(chi2, k="all").fit(X, y)
+    model = Pipeline([("tfidf", vectorizer), ("select", select),
+                      ("clf", CalibratedLinearSVC(random_state=0).fit(select.transform(X), y))])
+    metadata = {"version": "small0000000", "family": "linear_svm", "params": {"C": 1.0}, "resampling": {},
+                "classes": classes, "cv": {}, "test": {}, "training_data_md5": None, "git_revision": None}
+    predictor = Predictor(model, normalizer, classes, metadata)
+    assert predictor.compiled is not None
+    return predictor

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sentiment_pipeline.core.config import ServeConfig
 from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.predlog.prediction_log import connect, feedback, predictions, text_sha256
-from sentiment_pipeline.serving.api import create_app
+from sentiment_pipeline.serving.app import create_app
 
 from .postgres import postgres_server
 from .test_serving_api import free_port, start_server, wait_ready

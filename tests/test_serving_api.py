@@ -1,5 +1,6 @@
-"""The REST API: in-process for every client error, and a real server process on a loopback
-port for start-up, traffic and graceful shutdown."""
+"""The pipeline's own model behind the API: in-process, and a real server process on a loopback
+port for start-up, traffic, graceful shutdown and schemathesis. Every client error and the
+schema's details are checked on a small in-process model in test_serving_contract.py."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from sentiment_pipeline.core.config import ServeConfig
 from sentiment_pipeline.inference.predictor import Predictor
-from sentiment_pipeline.serving.api import create_app
+from sentiment_pipeline.serving.app import create_app
 
 pytestmark = pytest.mark.e2e
 
@@ -46,54 +47,6 @@ def test_one_text_and_a_list(client, served_project):
     assert many["request_id"] == "abc"
     assert [p["label"] for p in many["predictions"]] == Predictor.load(served_project).predict(texts).labels
     assert len({p["prediction_id"] for p in many["predictions"]}) == 3
-
-
-@pytest.mark.parametrize("body, status, field", [
-    ({"texts": ["a"] * 4}, 413, "texts"),
-    ({"texts": ["ok", "x" * 60]}, 422, "texts[1]"),
-    ({"text": "x" * 60}, 422, "text"),
-    ({"text": 5}, 422, "text"),
-    ({"texts": ["a", None]}, 422, "texts[1]"),
-    ({}, 422, "body"),
-    ({"text": "a", "texts": ["b"]}, 422, "body"),
-    ({"texts": []}, 422, "body"),
-    ({"text": "a", "extra": 1}, 422, "extra"),
-    ([1, 2], 422, "body"),
-])
-def test_client_errors_name_the_field(client, body, status, field):
-    response = client.post("/v1/predict", json=body)
-    assert response.status_code == status, response.text
-    assert field in [d["field"] for d in response.json()["details"]]
-
-
-def test_bodies_over_the_limit_and_broken_json(client):
-    big = client.post("/v1/predict", content=b'{"text": "' + b"a" * 5000 + b'"}',
-                      headers={"content-type": "application/json"})
-    assert big.status_code == 413 and "serve.max_body_bytes=2048" in big.json()["error"]
-
-    def chunked():
-        yield b'{"text": "'
-        for _ in range(10):
-            yield b"a" * 500
-        yield b'"}'
-
-    assert client.post("/v1/predict", content=chunked(), headers={"content-type": "application/json"}).status_code == 413
-    broken = client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"})
-    assert broken.status_code == 422 and broken.json()["details"][0]["field"] == "body"
-
-
-def test_model_health_readiness_and_metrics(client):
-    model = client.get("/v1/model").json()
-    assert model["family"] and model["classes"] == ["negative", "neutral", "positive"]
-    assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
-    client.post("/v1/predict", json={"text": "great"})
-    metrics = client.get("/metrics").text
-    assert 'sentiment_requests_total{method="POST",path="/v1/predict",status="200"}' in metrics
-    assert "sentiment_request_seconds_bucket" in metrics and "sentiment_prediction_confidence_bucket" in metrics
-    assert 'sentiment_predictions_total{label="neutral"}' in metrics
-    schema = client.get("/openapi.json").json()
-    assert "/v1/predict" in schema["paths"] and "examples" in str(schema["components"]["schemas"]["PredictRequest"])
 
 
 def free_port() -> int:
@@ -159,37 +112,6 @@ def test_a_tampered_model_stops_start_up_in_one_line(served_project, tmp_path):
     assert "Traceback" not in stderr
 
 
-def test_micro_batching_gives_each_text_its_own_numbers(served_project):
-    """Concurrent requests predicted together get exactly what they would get alone."""
-    import asyncio
-
-    import numpy as np
-
-    from sentiment_pipeline.serving.batching import MicroBatcher
-
-    predictor = Predictor.load(served_project)
-    texts = [f"{word} flight number {i}" for i, word in enumerate(["awful", "great", "late", "ok"] * 10)]
-
-    async def concurrently():
-        batcher = MicroBatcher(predictor, max_batch=16, max_wait_ms=5)
-        batcher.start()
-        try:
-            results = await asyncio.gather(*(batcher.predict([t]) for t in texts),
-                                           batcher.predict(texts[:3]))
-        finally:
-            await batcher.close()
-        return results, batcher.batches
-
-    results, batches = asyncio.run(concurrently())
-    assert batches < len(texts)  # they were batched
-    for text, result in zip(texts, results[:-1], strict=True):  # the last: the 3-text request
-        alone = predictor.predict([text])
-        assert result.labels == alone.labels
-        assert np.array_equal(result.probabilities, alone.probabilities)
-        assert np.array_equal(result.confidence, alone.confidence)
-    assert results[-1].labels == predictor.predict(texts[:3]).labels
-
-
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_project):
     """Property-based requests from the live OpenAPI schema: every check schemathesis has
     (no 5xx, documented status codes and bodies, schema-valid accepted, invalid rejected)."""
@@ -210,14 +132,3 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_projec
     failures = result.stdout.find("FAILURES")
     assert result.returncode == 0, result.stdout[failures:failures + 4000] if failures >= 0 else result.stdout[-4000:]
     assert "Tested: 5" in result.stdout
-
-
-@pytest.mark.parametrize("text", ["\ud800", "bad\x00byte"])
-def test_texts_the_log_cannot_store_are_a_422_naming_them(client, text):
-    import json as json_module
-
-    for body, where in (({"text": text}, "text"), ({"texts": ["fine", text]}, "texts[1]")):
-        response = client.post("/v1/predict", content=json_module.dumps(body),
-                               headers={"content-type": "application/json"})
-        assert response.status_code == 422, response.text
-        assert where in response.json()["details"][0]["message"]

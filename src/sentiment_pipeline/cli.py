@@ -198,7 +198,7 @@ def serve(
 
         from sentiment_pipeline.core.config import SERVE_ENV_PREFIX, serve_settings
         from sentiment_pipeline.inference.artifacts import verify_model
-        from sentiment_pipeline.serving.api import PROJECT_ENV
+        from sentiment_pipeline.serving.app import PROJECT_ENV
 
         # the options as environment variables: the workers uvicorn starts read them too
         overrides = {f"{SERVE_ENV_PREFIX}{k.upper()}": str(v)
@@ -207,7 +207,7 @@ def serve(
         _, settings = serve_settings(project)
         verify_model(project)  # a missing, stale or tampered model stops here, in one line
         os.environ[PROJECT_ENV] = str(project.resolve())
-        uvicorn.run("sentiment_pipeline.serving.api:app_from_environment", factory=True,
+        uvicorn.run("sentiment_pipeline.serving.app:app_from_environment", factory=True,
                     host=settings.host, port=settings.port, workers=settings.workers,
                     timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
                     log_level=os.environ.get("SENTIMENT_LOG_LEVEL", "info").lower(), access_log=False)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Any, Literal
 
 import pandas as pd
 
@@ -94,8 +94,8 @@ class _Writer:
 
     def __init__(self, path: Path, fmt: str, gzipped: bool) -> None:
         self.fmt, self.path, self.rows = fmt, path, 0
-        self.parquet = None
-        self.handle = None if fmt == "parquet" else (
+        self.parquet: Any = None  # a pyarrow ParquetWriter, opened with the first frame's schema
+        self.handle: IO[str] | None = None if fmt == "parquet" else (
             gzip.open(path, "wt", encoding="utf-8", newline="") if gzipped
             else open(path, "w", encoding="utf-8", newline=""))
 
@@ -108,6 +108,8 @@ class _Writer:
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.path, table.schema)
             self.parquet.write_table(table)
+        elif self.handle is None:
+            raise AssertionError(f"{self.path}: written after close")
         elif self.fmt == "jsonl":
             if len(frame):
                 lines = frame.to_json(orient="records", lines=True, force_ascii=False)
@@ -123,7 +125,7 @@ class _Writer:
                 pd.DataFrame(columns=empty_columns).to_parquet(self.path, index=False)
             else:
                 self.parquet.close()
-        else:
+        elif self.handle is not None:
             if self.rows == 0 and self.fmt != "jsonl":
                 self.handle.write(("\t" if self.fmt == "tsv" else ",").join(empty_columns) + "\n")
             self.handle.close()

@@ -1,0 +1,70 @@
+"""``POST /v1/predict``: label, confidence and probabilities, each prediction logged."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from sentiment_pipeline.predlog.prediction_log import now
+from sentiment_pipeline.serving.deps import BatcherDep, MetricsDep, PredictionLogDep, PredictorDep, SettingsDep
+from sentiment_pipeline.serving.errors import error_response
+from sentiment_pipeline.serving.schemas import ERRORS, PredictRequest, PredictResponse
+
+router = APIRouter(tags=["predictions"])
+
+
+def json_response(content: dict, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def prediction_ids(n: int) -> list[str]:
+    """``n`` random 128-bit ids as 32 hex digits (what ``uuid4().hex`` looks like), from one
+    ``os.urandom`` call rather than one per prediction."""
+    digits = os.urandom(16 * n).hex()
+    return [digits[i:i + 32] for i in range(0, 32 * n, 32)]
+
+
+@router.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
+async def predict(body: PredictRequest, request: Request, predictor: PredictorDep, prediction_log: PredictionLogDep,
+                  settings: SettingsDep, batcher: BatcherDep, metrics: MetricsDep) -> Response:
+    """Label, confidence and class probabilities for one text or a list of texts; each
+    prediction is logged with its id (see /v1/feedback)."""
+    started = time.perf_counter()
+    texts = body.all_texts
+    if len(texts) > settings.max_texts_per_request:
+        return error_response(413, f"{len(texts)} texts, more than serve.max_texts_per_request="
+                                   f"{settings.max_texts_per_request}", [("texts", "split them over several requests")])
+    too_long = [(("text" if body.text is not None else f"texts[{i}]"),
+                 f"{len(t)} characters, more than serve.max_chars_per_text={settings.max_chars_per_text}")
+                for i, t in enumerate(texts) if len(t) > settings.max_chars_per_text]
+    if too_long:
+        return error_response(422, "text too long", too_long)
+    if len(texts) < settings.batch_max_texts:  # small requests share model calls
+        result = await batcher.predict(texts)
+    else:
+        result = predictor.predict(texts)  # on the loop's thread, as the micro-batcher does
+    version = predictor.version
+    request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
+    latency_ms = (time.perf_counter() - started) * 1000
+    out, rows = [], []
+    classes, created_at = result.classes, now()
+    ids = prediction_ids(len(result))
+    confidences, lengths = result.confidence.tolist(), result.cleaned_length.tolist()
+    for i, (label, row) in enumerate(zip(result.labels, result.probabilities.tolist(), strict=True)):
+        probabilities = dict(zip(classes, row, strict=True))
+        metrics.observe_prediction(label, confidences[i])
+        out.append({"prediction_id": ids[i], "label": label, "confidence": confidences[i],
+                    "probabilities": probabilities, "model_version": version})
+        rows.append(prediction_log.row(
+            prediction_id=ids[i], request_id=request_id, text=texts[i], cleaned_length=lengths[i],
+            label=label, confidence=confidences[i], probabilities=probabilities,
+            model_version=version, latency_ms=latency_ms, created_at=created_at))
+    await prediction_log.record(rows)
+    # Built as PredictResponse documents it (response_model), serialised directly: FastAPI's
+    # re-validation of a returned model would cost as much as the prediction.
+    return json_response({"request_id": request_id, "model_version": version, "predictions": out})
