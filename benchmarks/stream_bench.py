@@ -12,7 +12,8 @@ untimed warm-up on 2,000 rows that imports everything and starts the worker proc
 row, and the peak resident memory of the whole process tree (the stage process plus its joblib
 workers, sampled every 50 ms from /proc; shared pages counted once per process, so an upper
 bound). Optionally one LinearSVC fit on the largest feature set that fits the --fit-max-rows
-limit, to state the train stage's cost. Markdown to stdout, JSON to --output.
+limit, to state the train stage's cost. Markdown to stdout, JSON to --output, the table to
+benchmarks/results/stream.json (--results-dir).
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ from pathlib import Path
 
 import typer
 
+if __package__:  # imported as benchmarks.stream_bench
+    from . import common
+else:  # run as python benchmarks/stream_bench.py: this folder is first on sys.path
+    import common
+
 log = logging.getLogger("stream_bench")
 app = typer.Typer(add_completion=False)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = common.ROOT
 STEPS = ("download", "preprocess", "featurize")
 WARMUP_ROWS = 2000
 
@@ -42,13 +48,12 @@ def write_source(path: Path, n_rows: int, seed: int) -> None:
     50th repeats one with upper case and a mention added (same text after cleaning)."""
     import numpy as np
 
-    from pipeline_bench import synthetic_review_chunks
     from sentiment_pipeline.pipeline.streaming import csv_lines
 
     rng = np.random.default_rng(seed + 1)
     header = True
     with open(path, "w", encoding="utf-8", newline="") as out:
-        for chunk in synthetic_review_chunks(n_rows, seed):
+        for chunk in common.synthetic_review_chunks(n_rows, seed):
             n = len(chunk)
             exact = rng.random(n) < 1 / 33
             variant = ~exact & (rng.random(n) < 1 / 50)
@@ -63,15 +68,11 @@ def write_source(path: Path, n_rows: int, seed: int) -> None:
 
 
 def stream_params(project_params: Path, workdir: Path, chunk_rows: int, n_jobs: int) -> Path:
-    import yaml
-
-    params = yaml.safe_load(project_params.read_text())
-    params["download"].update(source="file", path="source.csv", chunk_rows=chunk_rows, min_rows=10)
+    params = common.use_file_source(common.read_params(project_params), "source.csv", chunk_rows=chunk_rows,
+                                    min_rows=10)
     params["preprocess"].update(chunk_rows=chunk_rows, n_jobs=n_jobs)
     params["featurize"].update(chunk_rows=chunk_rows, n_jobs=n_jobs, vectorizer="hashing")
-    target = workdir / "params.yaml"
-    target.write_text(yaml.safe_dump(params, sort_keys=False))
-    return target
+    return common.write_params(params, workdir / "params.yaml")
 
 
 # ----------------------------------------------------------------------------- memory
@@ -159,14 +160,12 @@ def _warm_up(step: str, workdir: Path, params_file: Path) -> float:
 
 @app.command("child", hidden=True)
 def child(step: str = typer.Option(...), workdir: Path = typer.Option(...)) -> None:
-    import resource
-
     os.chdir(workdir)
     warmup = _warm_up(step, workdir, workdir / "params.yaml")
     started = time.perf_counter()
     _step(step, workdir, workdir / "params.yaml")
     seconds = time.perf_counter() - started
-    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own_peak = common.peak_rss_mb()
     typer.echo(json.dumps({"seconds": seconds, "warmup_seconds": warmup, "stage_process_peak_rss_mb": own_peak}))
 
 
@@ -189,28 +188,41 @@ def fit_child(workdir: Path = typer.Option(...), C: float = typer.Option(0.2)) -
 
 # ----------------------------------------------------------------------------- driver
 def _machine() -> str:
-    from pipeline_bench import machine_info
-
-    m = machine_info()
+    m = common.machine_info()
     return f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}"
 
 
-def render(report: dict) -> str:
-    lines = ["## Streaming download -> preprocess -> featurize (hashing) on synthetic reviews",
-             report["machine"], f"chunk_rows {report['chunk_rows']}, n_jobs {report['n_jobs']}",
-             "", "| rows | step | seconds | µs/row | µs/row vs smallest | peak RSS MB (tree) |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in report["rows"]:
-        lines.append(f"| {r['size']:,} | {r['step']} | {r['seconds']:.1f} | {r['us_per_row']:.1f} | "
-                     f"{r['vs_smallest']:.2f}x | {r['peak_rss_mb']:,.0f} |")
+TITLE = "Streaming download -> preprocess -> featurize (hashing) on synthetic reviews"
+
+
+def _summary_lines(report: dict) -> list[str]:
+    """What follows the table: every size's total, the LinearSVC fit."""
+    lines = []
     for size, total in report["totals"].items():
-        lines.append(f"\nAll three steps at {int(size):,} rows: {total['seconds']:.1f} s, "
+        lines.append(f"All three steps at {int(size):,} rows: {total['seconds']:.1f} s, "
                      f"{total['us_per_row']:.1f} µs/row ({total['vs_smallest']:.2f}x the smallest size), "
                      f"peak RSS {total['peak_rss_mb']:,.0f} MB")
     for fit in report.get("fits", []):
-        lines.append(f"\nOne LinearSVC fit (C=0.2, balanced) on {fit['rows']:,} streamed training rows "
+        lines.append(f"One LinearSVC fit (C=0.2, balanced) on {fit['rows']:,} streamed training rows "
                      f"({fit['nnz']:,} non-zeros): {fit['seconds']:.1f} s, load {fit['load_seconds']:.1f} s, "
                      f"peak RSS {fit['peak_rss_mb']:,.0f} MB")
+    return lines
+
+
+def report_table(report: dict) -> dict:
+    """The per (size, step) table (``common.table``) as :func:`render` prints it, the lines after it as its note."""
+    return common.table(
+        TITLE, ["rows", "step", "seconds", "µs/row", "µs/row vs smallest", "peak RSS MB (tree)"],
+        [[f"{r['size']:,}", r["step"], f"{r['seconds']:.1f}", f"{r['us_per_row']:.1f}", f"{r['vs_smallest']:.2f}x",
+          f"{r['peak_rss_mb']:,.0f}"] for r in report["rows"]],
+        note=". ".join([f"chunk_rows {report['chunk_rows']}, n_jobs {report['n_jobs']}", *_summary_lines(report)]) + ".")
+
+
+def render(report: dict) -> str:
+    result = report_table(report)
+    lines = [f"## {TITLE}", report["machine"], f"chunk_rows {report['chunk_rows']}, n_jobs {report['n_jobs']}",
+             "", common.markdown_table(result["columns"], result["rows"])]
+    lines += [f"\n{line}" for line in _summary_lines(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -219,10 +231,12 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
         n_jobs: int = typer.Option(-1), seed: int = typer.Option(0),
         fit_max_rows: int = typer.Option(1_000_000, help="LinearSVC fit on the largest size up to this"),
         output: Path = typer.Option(Path(tempfile.gettempdir()) / "stream-benchmark.json"),
-        workdir: Path = typer.Option(None)) -> None:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        workdir: Path = typer.Option(None),
+        results_dir: Path = typer.Option(common.RESULTS_DIR, help=common.RESULTS_DIR_HELP)) -> None:
+    common.setup_logging("INFO", fmt="%(asctime)s %(message)s")
+    measured_at, params_md5 = common.utc_now(), common.params_md5(ROOT / "params.yaml")
     counts = sorted(int(float(s)) for s in sizes.split(","))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = common.subprocess_env(ROOT)
     rows, fits = [], []
     base = Path(tempfile.mkdtemp(prefix="stream-bench-", dir=workdir))
     for size in counts:
@@ -237,7 +251,7 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
                                        step_dir, env)
             if result.returncode:
                 raise SystemExit(f"{step} on {size} rows failed:\n{result.stderr[-3000:]}")
-            record = json.loads(result.stdout.strip().splitlines()[-1])
+            record = common.last_json_line(result.stdout)
             record.update(size=size, step=step, peak_rss_mb=peak, us_per_row=record["seconds"] / size * 1e6)
             rows.append(record)
             log.info("  %.1f s, %.1f µs/row, peak RSS %.0f MB", record["seconds"], record["us_per_row"], peak)
@@ -245,7 +259,7 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
             log.info("%d rows: one LinearSVC fit", size)
             result, peak = run_sampled([sys.executable, __file__, "fit-child", "--workdir", str(step_dir)], step_dir, env)
             if result.returncode == 0:
-                fits.append({**json.loads(result.stdout.strip().splitlines()[-1]), "size": size, "peak_rss_mb": peak})
+                fits.append({**common.last_json_line(result.stdout), "size": size, "peak_rss_mb": peak})
         subprocess.run(["rm", "-rf", str(step_dir)], check=False)
     smallest = {}
     for r in rows:
@@ -259,14 +273,13 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
     for size in counts:
         totals[size]["vs_smallest"] = totals[size]["us_per_row"] / totals[counts[0]]["us_per_row"]
     report = {"machine": _machine(), "chunk_rows": chunk_rows, "n_jobs": n_jobs, "rows": rows,
-              "totals": totals, "fits": fits}
+              "totals": totals, "fits": fits, "params_md5": params_md5}
     output.write_text(json.dumps(report, indent=2))
     base.rmdir() if not any(base.iterdir()) else None
     typer.echo(render(report))
+    common.write_result("stream", [report_table(report)], results_dir, params_md5=params_md5,
+                        args=common.script_args(), measured_at=measured_at)
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if not argv or argv[0] not in {"run", "child", "fit-child"}:
-        argv = ["run", *argv]
-    app(args=argv, prog_name="stream_bench.py")
+    common.run_app(app, {"run", "child", "fit-child"}, "stream_bench.py")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 import pandas as pd
 import pytest
+from benchmarks import common
 from benchmarks import pipeline_bench as benchmark
+from typer.testing import CliRunner
 
 from sentiment_pipeline.core.config import load_yaml
 
@@ -69,13 +73,28 @@ def test_naive_reference_on_a_tiny_corpus(separable_texts):
     assert 0.5 < result["test_f1_macro"] <= 1.0  # separable vocabularies
 
 
-def test_growth_steps_run_in_fresh_processes(tmp_path):
-    rows = benchmark.run_growth([300], PROJECT_ROOT / "params.yaml", tmp_path, seed=0)
+def test_growth_steps_run_in_fresh_processes_and_write_a_result(tmp_path):
+    """The benchmark's cheapest whole run (growth alone, 300 rows): its numbers, and its tables in
+    a valid result file under --results-dir."""
+    output, results = tmp_path / "report.json", tmp_path / "results"
+    run = CliRunner().invoke(benchmark.app, [
+        "run", "--project", str(PROJECT_ROOT), "--skip-ours", "--skip-naive", "--growth-sizes", "300",
+        "--output", str(output), "--workdir", str(tmp_path), "--results-dir", str(results)])
+    assert run.exit_code == 0, run.output
+    rows = json.loads(output.read_text())["growth"]
     assert [r["step"] for r in rows] == ["preprocess", "featurize"]
     for row in rows:
         assert row["size"] == 300 and row["max_rss_mb"] > 10 and row["rows_per_second"] > 0
         assert row["time_per_row_vs_smallest"] == 1.0
     assert rows[1]["n_features"] > 0
+
+    result = common.read_result(results / "pipeline.json")  # ValueError if it breaks the schema
+    assert result["command"] == "make bench"
+    assert result["params_md5"] == hashlib.md5((PROJECT_ROOT / "params.yaml").read_bytes()).hexdigest()
+    [growth] = result["tables"]
+    assert growth["title"] == "Growth on synthetic reviews (each step in a fresh process)"
+    assert [row[:2] for row in growth["rows"]] == [["300", "preprocess"], ["300", "featurize"]]
+    assert "| 300 | preprocess |" in run.output  # the same cells as the markdown
 
 
 def test_linearity_compares_each_step_with_its_smallest_size():

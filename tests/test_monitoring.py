@@ -86,7 +86,7 @@ def test_cbpe_checks_its_inputs():
 
 
 # Stated margin of the label-free estimate under shifted class balances (measured at most 0.046
-# with prior adaptation, 0.064 without; README, Monitoring).
+# with prior adaptation, 0.064 without; docs/monitoring.md).
 CBPE_MARGIN = 0.05
 SHIFTED_BALANCES = {"as trained": None, "balanced": (1 / 3, 1 / 3, 1 / 3), "mostly negative": (0.85, 0.1, 0.05),
                     "mostly positive": (0.2, 0.2, 0.6), "mostly neutral": (0.25, 0.6, 0.15)}

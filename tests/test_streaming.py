@@ -353,7 +353,8 @@ def test_stream_benchmark_runs_and_reports(tmp_path):
     script = Path(__file__).parents[1] / "benchmarks" / "stream_bench.py"
     output = tmp_path / "bench.json"
     result = subprocess.run([sys.executable, str(script), "--sizes", "3000", "--chunk-rows", "1000",
-                             "--n-jobs", "1", "--output", str(output), "--workdir", str(tmp_path)],
+                             "--n-jobs", "1", "--output", str(output), "--workdir", str(tmp_path),
+                             "--results-dir", str(tmp_path / "results")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(output.read_text())
@@ -361,3 +362,4 @@ def test_stream_benchmark_runs_and_reports(tmp_path):
     assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 50 for r in report["rows"])
     assert report["fits"] and report["fits"][0]["rows"] > 2000
     assert "| 3,000 | preprocess |" in result.stdout
+    assert json.loads((tmp_path / "results" / "stream.json").read_text())["benchmark"] == "stream"
