@@ -69,7 +69,7 @@ def test_a_result_in_a_file_of_another_name_is_refused():
     assert "in the file named 'dask'" in common.validate_result(RESULT, "dask")[0]
 
 
-def test_the_writer_fills_in_the_run_and_refuses_what_breaks_the_schema(tmp_path, monkeypatch):
+def test_the_writer_fills_in_the_run_and_refuses_what_breaks_the_schema(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("train: {cv_folds: 5}\n")
     tables = [common.table("Growth", ["rows", "seconds"], [["1,000", "0.79"], ["10,000", 7.9]], note="One run.")]
@@ -88,11 +88,6 @@ def test_the_writer_fills_in_the_run_and_refuses_what_breaks_the_schema(tmp_path
     with pytest.raises(ValueError, match="cell None"):
         common.write_result("stream", [common.table("t", ["a"], [[None]])], tmp_path, params_md5=None)
     assert not (tmp_path / "stream.json").exists()
-
-    # a benchmark a test starts never writes the committed results
-    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "committed")
-    assert common.write_result("stream", tables, tmp_path / "committed", params_md5=None) is None
-    assert not (tmp_path / "committed").exists()
 
 
 @pytest.mark.parametrize("args, command", [

@@ -162,7 +162,7 @@ def test_the_model_card_shows_a_selected_ensembles_members_and_combinations(feat
         assert f"| {family} |" in markdown
     assert "| soft_vote | prior_power=0.5, weights=equal, class_scale=none |" in markdown
     assert "| stacking | meta_C=1 |" in markdown and "class scales in the classes' order: negative:neutral:positive" in markdown
-    assert "How the defaults were chosen" in markdown
+    assert "docs/decisions.md" in markdown
 
 
 def test_member_weights_give_one_candidate_per_distinct_vote():

@@ -1,5 +1,5 @@
-"""The pipeline's own model behind the API: in-process, and a real server process on a loopback
-port for start-up, traffic, graceful shutdown and schemathesis. Every client error and the
+"""The pipeline's own model behind a real server process on a loopback port: start-up,
+traffic, graceful shutdown and schemathesis. Every client error and the
 schema's details are checked on a small in-process model in test_serving_contract.py."""
 
 from __future__ import annotations
@@ -15,38 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from sentiment_pipeline.core.config import ServeConfig
 from sentiment_pipeline.inference.predictor import Predictor
-from sentiment_pipeline.serving.app import create_app
 
 pytestmark = pytest.mark.e2e
-
-LIMITS = ServeConfig(max_texts_per_request=3, max_chars_per_text=50, max_body_bytes=2048)
-
-
-@pytest.fixture(scope="module")
-def client(served_project, tmp_path_factory):
-    database = tmp_path_factory.mktemp("log") / "predictions.db"
-    settings = LIMITS.model_copy(update={"database_url": f"sqlite:///{database}"})
-    with TestClient(create_app(settings, lambda: Predictor.load(served_project))) as test_client:
-        yield test_client
-
-
-def test_one_text_and_a_list(client, served_project):
-    one = client.post("/v1/predict", json={"text": "@united thanks, great crew!"})
-    assert one.status_code == 200
-    body = one.json()
-    [prediction] = body["predictions"]
-    assert set(prediction["probabilities"]) == {"negative", "neutral", "positive"}
-    assert prediction["confidence"] == prediction["probabilities"][prediction["label"]]
-    assert prediction["model_version"] == body["model_version"] == Predictor.load(served_project).version
-    texts = ["lost my bag", "great crew", "when is boarding?"]
-    many = client.post("/v1/predict", json={"texts": texts}, headers={"X-Request-ID": "abc"}).json()
-    assert many["request_id"] == "abc"
-    assert [p["label"] for p in many["predictions"]] == Predictor.load(served_project).predict(texts).labels
-    assert len({p["prediction_id"] for p in many["predictions"]}) == 3
 
 
 def free_port() -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, cast
 
 import click
 import typer
@@ -35,7 +35,8 @@ def _stage_label(stage: Callable[..., None], kwargs: dict) -> str:
     """The subcommand name, plus the family when one was named (``train@xgboost`` for
     ``train --family xgboost``)."""
     context = click.get_current_context(silent=True)
-    name = context.info_name if context is not None else stage.__module__.rsplit(".", 1)[-1]
+    # click names the context of every command it invokes (info_name is None only for contexts made by hand)
+    name = cast(str, context.info_name) if context is not None else stage.__module__.rsplit(".", 1)[-1]
     return f"{name}@{kwargs['family']}" if kwargs.get("family") else name
 
 
@@ -178,7 +179,8 @@ def predict(
         from sentiment_pipeline.serving.batch import predict_file
 
         predict_file(Predictor.load(project), source, target, text_column=text_column,
-                     id_columns=id_column, on_bad_row=on_bad_row, chunk_rows=chunk_rows,
+                     id_columns=id_column, on_bad_row=cast(Literal["fail", "skip"], on_bad_row),  # checked above
+                     chunk_rows=chunk_rows,
                      input_format=input_format, output_format=output_format)
 
     _run(run_batch)
@@ -209,7 +211,8 @@ def serve(
         os.environ[PROJECT_ENV] = str(project.resolve())
         uvicorn.run("sentiment_pipeline.serving.app:app_from_environment", factory=True,
                     host=settings.host, port=settings.port, workers=settings.workers,
-                    timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+                    # uvicorn annotates int but only hands it to asyncio.wait_for, which takes a float
+                    timeout_graceful_shutdown=settings.graceful_shutdown_seconds,  # type: ignore[arg-type]
                     log_level=os.environ.get("SENTIMENT_LOG_LEVEL", "info").lower(), access_log=False)
 
     _run(run_server)
@@ -312,4 +315,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

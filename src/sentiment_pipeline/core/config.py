@@ -162,8 +162,11 @@ class PreprocessConfig(_Section):
 NgramRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
 
 
+ResamplingStrategy = Literal["smote", "none", "class_weight"]
+
+
 class ResamplingConfig(_Section):
-    strategy: Literal["smote", "none", "class_weight"] = "class_weight"  # as in params.yaml
+    strategy: ResamplingStrategy = "class_weight"  # as in params.yaml
     k_neighbors: Annotated[int, Field(ge=1)] = 5
 
 
@@ -332,17 +335,25 @@ def _some_positive(values: list[float]) -> list[float]:
     return values
 
 
+def _default_members() -> list[Family]:
+    return ["linear_svm", "logreg", "naive_bayes"]
+
+
+def _default_methods() -> list[Literal["soft_vote", "stacking"]]:
+    return ["soft_vote"]
+
+
 class EnsembleConfig(_Section):
     """The ensemble family: the best candidates of ``members`` (each with the hyperparameters
     its own search chose) combined by soft voting or stacking. Every combination of the lists
     below is a candidate, scored on the members' out-of-fold probabilities of the same folds."""
 
     members: Annotated[list[Family], Field(min_length=2), _distinct("train.ensemble.members")] = \
-        Field(default_factory=lambda: ["linear_svm", "logreg", "naive_bayes"])
+        Field(default_factory=_default_members)
     # soft_vote: the mean of the members' probabilities; stacking: a multinomial logistic
     # regression (balanced class weights) on the members' out-of-fold log-probabilities
     method: Annotated[list[Literal["soft_vote", "stacking"]], Field(min_length=1),
-                      _distinct("train.ensemble.method")] = Field(default_factory=lambda: ["soft_vote"])
+                      _distinct("train.ensemble.method")] = Field(default_factory=_default_methods)
     # soft_vote's prior adjustment: each class's mean probability divided by its training share
     # to this power (0: none; 1: as if the classes were balanced), a lever for the smallest class
     prior_power: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1),

@@ -6,7 +6,7 @@ the last bits of TF-IDF values and of fitted coefficients differ between CPU mod
 bits grow into different CV scores, probabilities and plots. Every pipeline process therefore
 runs the kernels every CPU of its architecture has (NumPy's baseline, OpenBLAS's oldest
 supported core) with one BLAS thread, so the files reviewers read are the same on a laptop, an
-AVX-512 server and any GitHub runner. The cost is measured in the README ("Determinism").
+AVX-512 server and any GitHub runner. The cost is measured in docs/determinism.md.
 
 NumPy's baseline code calls the C library's ``log`` and ``exp``, and glibc picks those by CPU
 too (an FMA-contracted build where the CPU has FMA, which rounds differently), so on x86-64 the
@@ -93,7 +93,8 @@ def pin(environ: MutableMapping[str, str] = os.environ, restart: bool = False) -
 
 def describe() -> dict[str, object]:
     """What this process runs: for the model card and for checking the pin took effect."""
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    # numpy ships no stub for this private C extension module
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__  # type: ignore[import-not-found]
     from threadpoolctl import threadpool_info
 
     libm = "generic" if GLIBC_GENERIC_LIBM in os.environ.get("GLIBC_TUNABLES", "").split(":") else "cpu"

@@ -264,16 +264,16 @@ def monitor_panel(result: dict | None, source: str) -> str:
     perf = result.get("performance") or {}
     estimated = (perf.get("estimated") or {}).get("accuracy")
     live = perf.get("live") or {}
-    body = [f'<p><span class="status {escape(status)}" id="drift-status">{escape(status.replace("_", " "))}</span> '
-            f'{escape(str(result.get("message", "")))}</p>',
-            f'<p>Window: {escape(str(result.get("rows", 0)))} predictions, newest {escape(str((result.get("window") or {}).get("newest")))}; '
-            f'run {escape(str(result.get("generated_at")))}.</p>',
-            f'<p>Estimated accuracy (CBPE, no labels): <b id="estimated-accuracy">{_fmt(estimated)}</b>; the same '
-            f'estimate on the test split {_fmt(perf.get("reference_estimated_accuracy"))}, measured there '
-            f'{_fmt(perf.get("reference_accuracy"))}'
-            + (f'; on {escape(str(live.get("rows")))} feedback labels: {_fmt(live.get("accuracy"))}' if live.get("accuracy") is not None else "")
-            + ".</p>", checks_table(result.get("checks", []))]
-    return _section("drift", "Drift and estimated accuracy", "".join(body))
+    parts = [f'<p><span class="status {escape(status)}" id="drift-status">{escape(status.replace("_", " "))}</span> '
+             f'{escape(str(result.get("message", "")))}</p>',
+             f'<p>Window: {escape(str(result.get("rows", 0)))} predictions, newest {escape(str((result.get("window") or {}).get("newest")))}; '
+             f'run {escape(str(result.get("generated_at")))}.</p>',
+             f'<p>Estimated accuracy (CBPE, no labels): <b id="estimated-accuracy">{_fmt(estimated)}</b>; the same '
+             f'estimate on the test split {_fmt(perf.get("reference_estimated_accuracy"))}, measured there '
+             f'{_fmt(perf.get("reference_accuracy"))}'
+             + (f'; on {escape(str(live.get("rows")))} feedback labels: {_fmt(live.get("accuracy"))}' if live.get("accuracy") is not None else "")
+             + ".</p>", checks_table(result.get("checks", []))]
+    return _section("drift", "Drift and estimated accuracy", "".join(parts))
 
 
 def predict_panel(max_chars: int) -> str:

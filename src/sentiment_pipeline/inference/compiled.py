@@ -11,6 +11,7 @@ against the scikit-learn one before using it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ def _column_indices(select) -> tuple[bool, np.ndarray | None]:
 def _compile_ensemble(vectorizer, ensemble) -> CompiledEnsemble | None:
     from sentiment_pipeline.pipeline.models import CalibratedLinearSVC
 
-    members = []
+    members: list[Callable[..., np.ndarray]] = []  # each: vectorised texts -> its probabilities
     for member in ensemble.members_:
         steps = getattr(member, "named_steps", {})
         known, columns = _column_indices(steps.get("select"))

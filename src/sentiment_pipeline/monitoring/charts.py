@@ -7,14 +7,14 @@ time, a heat map.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
 
-def _check_series(categories: Sequence[str], series: dict[str, Sequence[float]]) -> None:
+def _check_series(categories: Sequence[str], series: Mapping[str, Sequence[float]]) -> None:
     if not series:
         raise ValueError("series must hold at least one named list of values")
     for name, values in series.items():
@@ -45,7 +45,7 @@ def _svg_open(width: float, height: float, title: str, chart_id: str) -> str:
             f' width="{width}" height="{height}"{id_attribute}><title>{escape(title)}</title>')
 
 
-def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float]], *, title: str,
+def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str,
               y_max: float | None = None, width: int = 420, height: int = 220, digits: int = 2,
               chart_id: str = "") -> str:
     """Grouped vertical bars, one group per category, one colour per series, values on top."""

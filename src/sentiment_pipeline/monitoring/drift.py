@@ -41,7 +41,7 @@ def class_mix_drift(predicted: np.ndarray, prior: np.ndarray) -> dict:
             "chi2_pvalue": float(chi2.pvalue) if chi2 is not None else None}
 
 
-def distribution_drift(reference: Sequence[float], current: Sequence[float]) -> dict:
+def distribution_drift(reference: Sequence[float] | np.ndarray, current: Sequence[float] | np.ndarray) -> dict:
     """Two-sample Kolmogorov-Smirnov: the statistic (largest gap between the two CDFs, 0..1,
     thresholded because it does not grow with the sample) and its p-value."""
     from scipy.stats import ks_2samp

@@ -223,6 +223,7 @@ def sha256_of(path: Path) -> str:
 def fetched_url(config: DownloadConfig) -> Iterator[tuple[Path, str, str | None]]:
     """Download ``download.url``, verify its sha256 and yield (local path, format, compression)."""
     url = config.url
+    assert url is not None  # DownloadConfig requires download.url with source: url
     name = PurePosixPath(urlparse(url).path).name or "download"
     fmt, compression = infer_format(name, config.format)
     # The download lives in a private temporary directory: whatever happens, nothing half
@@ -243,11 +244,13 @@ def fetched_url(config: DownloadConfig) -> Iterator[tuple[Path, str, str | None]
 
 
 def load_url(config: DownloadConfig) -> pd.DataFrame:
+    assert config.url is not None  # DownloadConfig requires download.url with source: url
     with fetched_url(config) as (target, fmt, compression):
         return parse_table(target, fmt, compression, config.encoding, config.url)
 
 
 def load_file(config: DownloadConfig) -> pd.DataFrame:
+    assert config.path is not None  # DownloadConfig requires download.path with source: file
     path = Path(config.path)
     if not path.is_file():
         raise DataError(f"{path}: input file not found (download.path)")
@@ -416,6 +419,7 @@ def source_chunks(config: DownloadConfig, chunk_rows: int) -> Iterator[Callable[
 
 @contextmanager
 def _local_file(config: DownloadConfig) -> Iterator[tuple[Path, str, str | None]]:
+    assert config.path is not None  # DownloadConfig requires download.path with source: file
     path = Path(config.path)
     if not path.is_file():
         raise DataError(f"{path}: input file not found (download.path)")
@@ -438,6 +442,7 @@ def stream_source(config: DownloadConfig, cv_folds: int, target: Path) -> dict:
     name = source_name(config)
     codes, keys, label_codes = LabelCodes(), [], []
     rows_in = blank_rows = 0
+    assert config.chunk_rows is not None  # the streamed path runs only when download.chunk_rows is set
     with source_chunks(config, config.chunk_rows) as read:
         with tqdm(desc="download: check", unit="row", leave=False, disable=None) as bar:
             for chunk in read():

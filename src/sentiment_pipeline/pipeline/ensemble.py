@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,7 @@ def stacking_features(probas: list[np.ndarray]) -> np.ndarray:
     return np.log(np.clip(np.hstack(probas), _MIN_PROBABILITY, 1.0))
 
 
-def fit_meta_learner(probas: list[np.ndarray], y: np.ndarray, meta_C: float, seed: int):
+def fit_meta_learner(probas: list[np.ndarray], y: np.ndarray, meta_C: float, seed: int | None):
     from sklearn.linear_model import LogisticRegression
 
     meta = LogisticRegression(C=meta_C, class_weight="balanced", max_iter=1000, random_state=seed)
@@ -170,7 +171,9 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class_scale must give one factor per class ({len(self.classes_)}), "
                              f"got {list(self.class_scale)}")
         self.shares_ = class_shares(np.searchsorted(self.classes_, y), len(self.classes_))
-        self.meta_ = (fit_meta_learner(oof, np.searchsorted(self.classes_, y), self.meta_C, self.random_state)
+        # fit and from_fitted pass the members' out-of-fold probabilities whenever the method is stacking
+        self.meta_ = (fit_meta_learner(cast(list[np.ndarray], oof), np.searchsorted(self.classes_, y), self.meta_C,
+                                       self.random_state)
                       if self.method == "stacking" else None)
         return self
 
@@ -199,6 +202,7 @@ def prediction_pipeline(candidate) -> Pipeline:
 
 def _stacking_scores(combination: Combination, oof: list[np.ndarray], y: np.ndarray, folds: list,
                      n_classes: int, seed: int) -> list[float]:
+    assert combination.meta_C is not None  # every stacking combination has one
     scores = []
     for train, valid in folds:
         meta = fit_meta_learner([p[train] for p in oof], y[train], combination.meta_C, seed)
@@ -306,7 +310,7 @@ def search_ensemble(config: EnsembleConfig, train: TrainConfig, candidates: list
     for combination in found:
         if combination.method == "soft_vote":
             groups.setdefault((combination.prior_power, combination.weights), []).append(combination)
-    fold_scores = {}
+    fold_scores: dict[Combination, list[float]] = {}
     vote_folds = _folds_for_votes(oof, y, folds, n_classes)
     for group in groups.values():
         fold_scores.update(zip(group, _soft_vote_scores(group, vote_folds, n_classes), strict=True))

@@ -268,10 +268,12 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     from sentiment_pipeline.pipeline.streaming import CsrNpzWriter, LabelCodes, parallel_map
 
     codes = LabelCodes()
+    chunk_rows = config.chunk_rows
+    assert chunk_rows is not None  # the streamed path runs only when featurize.chunk_rows is set
 
     def texts(path: Path, labels: list[np.ndarray] | None = None) -> Iterator[list[str]]:
         """The texts of a split chunk by chunk; each chunk's label codes go to ``labels``."""
-        for chunk in iter_csv(path, config.chunk_rows):
+        for chunk in iter_csv(path, chunk_rows):
             if labels is not None:
                 labels.append(codes.encode(chunk["label"]))
             yield chunk["text"].tolist()

@@ -177,8 +177,9 @@ def build_pipeline(family: str, resampling: ResamplingConfig, seed: int, memory=
     pipeline_class = Pipeline
     if resampling.strategy == "smote":
         from imblearn.over_sampling import SMOTE
-        from imblearn.pipeline import Pipeline as pipeline_class
+        from imblearn.pipeline import Pipeline as ImbPipeline
 
+        pipeline_class = ImbPipeline
         sampler = SMOTE(k_neighbors=resampling.k_neighbors, random_state=seed)
     else:
         sampler = "passthrough"

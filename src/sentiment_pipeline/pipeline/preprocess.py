@@ -126,7 +126,7 @@ def hash_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.Dat
 
 
 def build_report(rows_in: int, empty: int, dup_counts: dict[str, int], rows_out: int,
-                 class_counts: dict[str, dict[str, int]], text_length: dict, stopwords: set[str]) -> dict:
+                 class_counts: dict[str, dict[str, int]], text_length: dict, stopwords: frozenset[str]) -> dict:
     return {
         "rows_in": rows_in,
         "dropped": {"empty_after_cleaning": empty, **dup_counts},
@@ -213,6 +213,7 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     stopwords = build_stopwords(config.stopwords)
     normalizer = TextNormalizer(config.cleaning, stopwords)
     chunk_rows = config.chunk_rows
+    assert chunk_rows is not None  # the streamed path runs only when preprocess.chunk_rows is set
     columns = ["text", "label", "raw"]
     # scratch next to the outputs by default: /tmp may be a RAM-backed tmpfs
     scratch = Path(scratch or Path(train_file).parent)
@@ -239,6 +240,9 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
         if arrays["labels"] is None or not len(arrays["labels"]):
             raise DataError(f"no text is left after cleaning all {rows_in} rows; check "
                             "preprocess.cleaning and preprocess.stopwords")
+        # every chunk adds to every list: with labels there, no array is None
+        assert (arrays["raw_keys"] is not None and arrays["text_keys"] is not None and arrays["units"] is not None
+                and arrays["chars"] is not None and arrays["words"] is not None)
         labels = codes.sorted_labels()
         label_codes = codes.to_sorted(arrays["labels"])
 
@@ -265,10 +269,10 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
         writers = [OrderedCsvWriter(len(rows), chunk_rows, columns, Path(tmp)) for rows in (train_rows, test_rows)]
         offset = 0
         for frame in tqdm(spool.frames(), desc="preprocess: split", unit="chunk", leave=False, disable=None):
-            rows = slice(offset, offset + len(frame))
+            span = slice(offset, offset + len(frame))
             for code, writer in enumerate(writers):
-                on_side = side[rows] == code
-                writer.add(frame[on_side], position[rows][on_side])
+                on_side = side[span] == code
+                writer.add(frame[on_side], position[span][on_side])
             offset += len(frame)
         writers[0].write(train_file)
         writers[1].write(test_file)

@@ -255,8 +255,8 @@ def build_stopwords(config: StopwordsConfig) -> frozenset[str]:
     """The stopword set the cleaner removes, per ``preprocess.stopwords``."""
     if not config.enabled:
         return frozenset()
-    words = config.words if config.source == "list" else nltk_english_stopwords()
-    words = {_APOSTROPHES.sub("'", w.strip().lower()) for w in words if w.strip()}
+    raw_words = config.words if config.source == "list" else nltk_english_stopwords()
+    words = {_APOSTROPHES.sub("'", w.strip().lower()) for w in raw_words if w.strip()}
     if config.keep_negations:
         words = {w for w in words if not is_negation(w)}
     return frozenset(words)

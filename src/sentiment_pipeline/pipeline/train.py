@@ -6,7 +6,7 @@ import hashlib
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,7 +21,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from sentiment_pipeline.core.config import ResamplingConfig, TrainConfig
+from sentiment_pipeline.core.config import ResamplingConfig, ResamplingStrategy, TrainConfig
 from sentiment_pipeline.core.errors import ConfigError, DataError
 from sentiment_pipeline.pipeline.models import LOCKED_FAMILIES, build_pipeline
 
@@ -46,7 +46,8 @@ def _fingerprint(X: sp.csr_matrix | np.ndarray) -> bytes:
     """A digest of a matrix's contents, shape and dtypes (each part's length goes in too, so
     no two different matrices feed the hash the same bytes)."""
     digest = hashlib.blake2b(digest_size=16)
-    parts = (X.indptr, X.indices, X.data) if sp.issparse(X) else (X,)
+    # scipy ships no types, so sp.issparse cannot narrow X to the sparse matrix for mypy
+    parts = (X.indptr, X.indices, X.data) if sp.issparse(X) else (X,)  # type: ignore[union-attr]
     digest.update(repr((type(X).__name__, X.shape, [str(np.asarray(p).dtype) for p in parts])).encode())
     for part in parts:
         part = np.ascontiguousarray(part)
@@ -310,7 +311,7 @@ class _Search:
     """One family's grid search with one resampling strategy."""
 
     family: str
-    strategy: str
+    strategy: ResamplingStrategy
     search: GridSearchCV
     fit_params: dict
     out_of_fold: _OutOfFold | None
@@ -329,7 +330,7 @@ def grid_search(
     y: np.ndarray,
     config: TrainConfig,
     resampling: ResamplingConfig,
-    strategies: list[str] | None = None,
+    strategies: list[ResamplingStrategy] | None = None,
 ) -> SearchResult:
     """Stratified K-fold grid search of ``family`` over ``grid`` (``step__param`` keys),
     scored by macro-F1, with resampling inside each training fold; the best candidate refitted
@@ -338,7 +339,7 @@ def grid_search(
 
 
 def train_families(
-    grids: dict[str, tuple[dict[str, list], list[str] | None]],
+    grids: dict[str, tuple[dict[str, list], list[ResamplingStrategy] | None]],
     X: sp.csr_matrix,
     y: np.ndarray,
     config: TrainConfig,
@@ -378,12 +379,12 @@ def train_families(
             if strategy == "class_weight":
                 # Every family accepts sample weights; GridSearchCV slices them per fold.
                 fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
-            out_of_fold = None if on_dask else _OutOfFold(fold_of, folds, list(grid))
+            out_of_fold = None if fold_of is None else _OutOfFold(fold_of, folds, list(grid))  # None: on_dask
             search = GridSearchCV(
                 build_pipeline(family, strategy_config, config.seed, memory=memory),
                 param_grid=grid,
                 # the ticking scorer holds a lock and a terminal: it cannot travel to Dask workers
-                scoring=config.scoring if on_dask else _ScoreAndTick(config.scoring, progress, out_of_fold),
+                scoring=config.scoring if out_of_fold is None else _ScoreAndTick(config.scoring, progress, out_of_fold),
                 cv=folds,
                 n_jobs=config.n_jobs if on_dask else 1,
                 refit=False,  # the winner across strategies is refitted below, once
@@ -429,6 +430,7 @@ def _refit(job: _Search, X, y, progress: _Progress) -> tuple:
     """The winner refitted on all rows, its seconds, and its out-of-fold probabilities."""
     estimator, seconds = _timed_refit(job.search.estimator, job.search.best_params_, X, y, job.fit_params)
     progress.tick()
+    assert job.out_of_fold is not None  # the threads' searches (not Dask's) record it
     return estimator, seconds, job.out_of_fold.of(job.search.best_params_, len(y))
 
 
@@ -451,7 +453,7 @@ def _run_in_threads(searches: dict[str, list[_Search]], X, y, config: TrainConfi
     with ThreadPoolExecutor(max_workers=effective_n_jobs(config.n_jobs), thread_name_prefix="fit") as pool:
         try:
             searching = {pool.submit(_fit_searches, task, X, y, progress): task for task in tasks}
-            running = set(searching)
+            running: set[Future] = set(searching)  # the searches, then the refits too
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -490,7 +492,7 @@ def _run_on_dask(searches: dict[str, list[_Search]], X, y, folds: list, config: 
     return refits
 
 
-def _result(family: str, grid: dict[str, list], strategies: list[str] | None, searches: list[_Search],
+def _result(family: str, grid: dict[str, list], strategies: list[ResamplingStrategy] | None, searches: list[_Search],
             estimator, refit_seconds: float, oof_proba: np.ndarray, y, config: TrainConfig) -> SearchResult:
     searched = strategies is not None  # the grid names its strategies: report which one won
     strategies = [job.strategy for job in searches]

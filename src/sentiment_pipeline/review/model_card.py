@@ -104,8 +104,8 @@ def _cv_section(card: dict, cv_comparison) -> list[str]:
         lines.append(f"| {name} | {_fmt(mean)} | {_fmt(std)} |")
     lines += _ensemble_lines(card.get("ensemble"), card.get("classes", []))
     lines += ["", "What each default gave and what was tried and dropped (char n-grams, negation "
-              "marking, NB-SVM, lexicon features, stacking, prior adjustment, class scales, SMOTE): the README's "
-              "\"How the defaults were chosen\"."]
+              "marking, NB-SVM, lexicon features, stacking, prior adjustment, class scales, SMOTE): the decision "
+              "record, docs/decisions.md."]
     return lines
 
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import pandas as pd
 
@@ -139,7 +140,7 @@ def _dvc_md(root: Path, *args: str) -> str:
     return table if table.count("\n") >= 2 else ""
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -21,6 +21,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TypeGuard
 
 ABS_TOLERANCE = 5e-5
 
@@ -47,7 +48,7 @@ def numbers_close(a: float | int, b: float | int, tolerance: float = ABS_TOLERAN
     return math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

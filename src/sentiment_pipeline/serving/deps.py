@@ -7,8 +7,9 @@ thread hops per request that cost more than the model call.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -20,39 +21,20 @@ from sentiment_pipeline.serving.batching import MicroBatcher
 from sentiment_pipeline.serving.metrics import ServiceMetrics
 
 
-async def predictor_of(request: Request) -> Predictor:
-    """The app's predictor, loaded and verified at start-up."""
-    return request.app.state.predictor
+def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency returning ``app.state.<name>``."""
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    dependency.__name__ = f"{name}_of"
+    return dependency
 
 
-async def prediction_log_of(request: Request) -> PredictionLog:
-    return request.app.state.prediction_log
-
-
-async def settings_of(request: Request) -> ServeConfig:
-    return request.app.state.settings
-
-
-async def batcher_of(request: Request) -> MicroBatcher:
-    return request.app.state.batcher
-
-
-async def metrics_of(request: Request) -> ServiceMetrics:
-    return request.app.state.metrics
-
-
-async def evaluation_of(request: Request) -> Evaluation:
-    return request.app.state.evaluation
-
-
-async def monitor_file_of(request: Request) -> Path:
-    return request.app.state.monitor_file
-
-
-PredictorDep = Annotated[Predictor, Depends(predictor_of)]
-PredictionLogDep = Annotated[PredictionLog, Depends(prediction_log_of)]
-SettingsDep = Annotated[ServeConfig, Depends(settings_of)]
-BatcherDep = Annotated[MicroBatcher, Depends(batcher_of)]
-MetricsDep = Annotated[ServiceMetrics, Depends(metrics_of)]
-EvaluationDep = Annotated[Evaluation, Depends(evaluation_of)]
-MonitorFileDep = Annotated[Path, Depends(monitor_file_of)]
+PredictorDep = Annotated[Predictor, Depends(from_state("predictor"))]
+PredictionLogDep = Annotated[PredictionLog, Depends(from_state("prediction_log"))]
+SettingsDep = Annotated[ServeConfig, Depends(from_state("settings"))]
+BatcherDep = Annotated[MicroBatcher, Depends(from_state("batcher"))]
+MetricsDep = Annotated[ServiceMetrics, Depends(from_state("metrics"))]
+EvaluationDep = Annotated[Evaluation, Depends(from_state("evaluation"))]
+MonitorFileDep = Annotated[Path, Depends(from_state("monitor_file"))]
