@@ -112,11 +112,17 @@ def git_commit(root: Path = ROOT) -> str | None:
 
 
 def params_md5(path: Path = ROOT / "params.yaml") -> str | None:
-    """md5 of the params file a benchmark measures under (read it when the run starts)."""
+    """md5 of the params a benchmark measures under (read when the run starts): of their values,
+    the YAML parsed and written as canonical JSON, so that editing a comment does not make every
+    result stale. scripts/docs_tables.py compares it with today's."""
+    import yaml
+
     try:
-        return hashlib.md5(Path(path).read_bytes()).hexdigest()
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError:
         return None
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.md5(canonical.encode()).hexdigest()
 
 
 def script_args(argv: Sequence[str] | None = None) -> list[str]:

@@ -45,6 +45,7 @@ def main() -> None:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     from distributed import LocalCluster
 
+    script_args = common.script_args()  # before the chdir: argv[0] may be relative
     os.chdir(ROOT)
     measured_at, params_md5 = common.utc_now(), common.params_md5(paths.PARAMS)
     params = load_params(paths.PARAMS)
@@ -76,7 +77,7 @@ def main() -> None:
     print(common.markdown_table(main_table["columns"], main_table["rows"]))
     print(f"\n{_all_families(rows, args.workers)}")
     print("\n" + common.markdown_table(estimate["columns"], estimate["rows"]))
-    common.write_result("dask", tables, args.results_dir, params_md5=params_md5, args=common.script_args(),
+    common.write_result("dask", tables, args.results_dir, params_md5=params_md5, args=script_args,
                         measured_at=measured_at)
 
 

@@ -40,6 +40,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_logged(database: str, rows: int, seconds: float = 60) -> None:
+    """The server answers before its log reaches the database: wait for every row."""
+    from sqlalchemy import create_engine, func, select
+
+    from sentiment_pipeline.predlog.prediction_log import predictions
+
+    engine = create_engine(database)
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            with engine.connect() as connection:
+                if connection.execute(select(func.count()).select_from(predictions)).scalar_one() >= rows:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the prediction log did not reach {rows} rows in {seconds} s")
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
 def chromium(width: int, height: int):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -88,9 +108,12 @@ def main(output: Path = typer.Option(ROOT / "docs" / "dashboard.png", help="Wher
                 for start in range(0, len(texts), step):
                     http.post("/v1/predict", json={"texts": texts[start:start + step]}).raise_for_status()
             log.info("sent %d test-split texts; running monitor", len(texts))
-            subprocess.run([sys.executable, "-m", "sentiment_pipeline", "monitor", "--project", str(ROOT),
-                            "--database-url", database, "--output-dir", str(monitor_dir)],
-                           check=False, capture_output=True)  # exit 1 (drift) still writes monitor.json
+            wait_until_logged(database, len(texts))
+            monitor = subprocess.run([sys.executable, "-m", "sentiment_pipeline", "monitor", "--project", str(ROOT),
+                                      "--database-url", database, "--output-dir", str(monitor_dir)],
+                                     capture_output=True, text=True)
+            if monitor.returncode not in (0, 1):  # 1 is drift, still a picture worth taking
+                raise RuntimeError(f"monitor failed: {monitor.stderr.strip().splitlines()[-1:]}")
             browser = chromium(width, height)
             try:
                 from selenium.webdriver.common.by import By

@@ -14,7 +14,6 @@ then ``mkdocs build --strict``; ``tests/test_docs.py`` runs ``--check``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -307,8 +306,11 @@ def stage_diagram(root: Path) -> str:
 # --- benchmarks: benchmarks/results/*.json -----------------------------------------------------
 
 def params_md5(root: Path) -> str | None:
-    path = root / "params.yaml"
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.exists() else None
+    """The digest the benchmarks record (benchmarks/common.py: of the values, not the bytes)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import params_md5 as digest
+
+    return digest(root / "params.yaml")
 
 
 def _machine(value) -> str:

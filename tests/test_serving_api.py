@@ -18,6 +18,8 @@ import pytest
 
 from sentiment_pipeline.inference.predictor import Predictor
 
+from .test_serving_contract import assert_micro_batching_is_exact
+
 pytestmark = pytest.mark.e2e
 
 
@@ -82,6 +84,12 @@ def test_a_tampered_model_stops_start_up_in_one_line(served_project, tmp_path):
     assert server.returncode == 1
     assert stderr.startswith("error: models/final: hash") and "does not match" in stderr
     assert "Traceback" not in stderr
+
+
+def test_micro_batching_of_the_pipelines_model_is_exact(served_project):
+    """The served ensemble (XGBoost among its members) gives each text of a micro-batch the bits
+    it gets alone."""
+    assert_micro_batching_is_exact(Predictor.load(served_project))
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_project):

@@ -146,11 +146,16 @@ def test_the_openapi_schema_says_what_the_server_enforces(client):
 
 
 def test_micro_batching_gives_each_text_its_own_numbers(small_predictor):
-    """Concurrent requests predicted together get exactly what they would get alone."""
+    assert_micro_batching_is_exact(small_predictor)
+
+
+def assert_micro_batching_is_exact(predictor) -> None:
+    """Concurrent requests predicted together get exactly what they would get alone (also run
+    on the pipeline's own model: test_serving_api.py)."""
     texts = [f"{word} flight number {i}" for i, word in enumerate(["awful", "great", "late", "ok"] * 10)]
 
     async def concurrently():
-        batcher = MicroBatcher(small_predictor, max_batch=16, max_wait_ms=5)
+        batcher = MicroBatcher(predictor, max_batch=16, max_wait_ms=5)
         batcher.start()
         try:
             results = await asyncio.gather(*(batcher.predict([t]) for t in texts), batcher.predict(texts[:3]))
@@ -161,8 +166,8 @@ def test_micro_batching_gives_each_text_its_own_numbers(small_predictor):
     results, batches = asyncio.run(concurrently())
     assert batches < len(texts)  # they were batched
     for text, result in zip(texts, results[:-1], strict=True):  # the last: the 3-text request
-        alone = small_predictor.predict([text])
+        alone = predictor.predict([text])
         assert result.labels == alone.labels
         assert np.array_equal(result.probabilities, alone.probabilities)
         assert np.array_equal(result.confidence, alone.confidence)
-    assert results[-1].labels == small_predictor.predict(texts[:3]).labels
+    assert results[-1].labels == predictor.predict(texts[:3]).labels
