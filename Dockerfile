@@ -2,7 +2,12 @@
 # The prediction service: the pipeline's verified final model behind `sentiment-pipeline serve`.
 # Build after `dvc repro` (or `dvc pull`), from the project root:
 #   docker build -t sentiment-api .
-#   docker run -p 8000:8000 sentiment-api
+#   docker run -p 8000:8000 -v "$PWD/logs/keys:/app/project/logs/keys:ro" sentiment-api
+# The image holds no API key: it listens on 0.0.0.0, so `serve` refuses to start until the key
+# store (serve.keys_file, default logs/keys/api_keys.json, from `sentiment-pipeline keys create`)
+# is mounted, as a directory so that revocations show (compose.yaml; Kubernetes: a Secret, see
+# deploy/kubernetes.yaml), or SENTIMENT_SERVE_AUTH=none is set (only on a trusted network). The
+# image's user (uid 10001) must be able to read it.
 # The image holds models/final, dvc.lock (the model's hash is checked against it at start-up),
 # params.yaml and the evaluation files the dashboard shows; to serve another model, mount a
 # project directory over /app/project instead of rebuilding.

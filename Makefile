@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test test-fast lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets docs docs-serve docs-screenshot clean
+.PHONY: help install stopwords repro test test-fast lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets bench-inference docs docs-serve docs-screenshot clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -75,10 +75,15 @@ docs-screenshot: repro  ## Regenerate docs/dashboard.png: the current model serv
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick" or "--skip-naive --runs 1".
 bench: install  ## Time the pipeline against a naive grid search, preprocess/featurize growth, and serving (long)
 	$(BIN)/python benchmarks/pipeline_bench.py $(BENCH_ARGS)
+	$(MAKE) bench-inference
 	$(MAKE) bench-serve
 	$(MAKE) bench-monitor
 	$(MAKE) bench-dask
 	$(MAKE) bench-stream
+
+# INFERENCE_BENCH_ARGS passes options through, e.g. "--runs 7 --previous-rev HEAD" (also times that revision's compiled.py).
+bench-inference: repro  ## One text, 8 and 64 through the served model: compiled path vs scikit-learn, interleaved
+	$(BIN)/python benchmarks/inference_bench.py $(INFERENCE_BENCH_ARGS)
 
 # SERVE_BENCH_ARGS passes options through, e.g. "--workers 2 --seconds 10". Needs wrk (Debian: wrk).
 bench-serve: repro  ## The API under load (wrk) against a plain Flask app, batch texts/s

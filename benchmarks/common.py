@@ -55,6 +55,7 @@ MAKE_TARGETS = {
     "dask": ("bench-dask", "DASK_BENCH_ARGS"),
     "stream": ("bench-stream", "STREAM_BENCH_ARGS"),
     "datasets": ("bench-datasets", "DATASETS_ARGS"),
+    "inference": ("bench-inference", "INFERENCE_BENCH_ARGS"),
 }
 RESULT_KEYS = ("benchmark", "command", "measured_at", "machine", "commit", "params_md5", "tables")
 TABLE_KEYS = ("title", "columns", "rows", "note")

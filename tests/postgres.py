@@ -41,30 +41,58 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PostgresServer:
+    """A fresh server in a temporary directory, which a test can stop and start again (a
+    database outage); ``url`` stays the same."""
+
+    def __init__(self) -> None:
+        self.binaries = require_server_binaries()
+        self.workdir = Path(tempfile.mkdtemp(prefix="sentiment-pg-"))
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            # util-linux's runuser lives in /usr/sbin, which a root shell's PATH may leave out
+            runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+            assert runuser, "runuser (util-linux) not found: it starts PostgreSQL as the postgres user"
+            self.as_user = [runuser, "-u", "postgres", "--"]
+            shutil.chown(self.workdir, "postgres")
+        self.data, self.port = self.workdir / "data", _free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._run(str(self.binaries / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _run(self, *args: str) -> None:
+        result = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+
+    def start(self) -> None:
+        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-l", str(self.workdir / "server.log"), "-w",
+                  "-o", f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast`` ends sessions cleanly; ``immediate`` is a crash (connections cut)."""
+        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[PostgresServer]:
+    """A running server the test may stop and start; stopped and removed afterwards."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        except AssertionError:
+            pass  # the test left it stopped
+        server.remove()
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield the SQLAlchemy URL of a fresh server; root runs it as the postgres user (in a
     directory of its own under /tmp: pytest's are private to root)."""
-    binaries = require_server_binaries()
-    workdir = Path(tempfile.mkdtemp(prefix="sentiment-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        # util-linux's runuser lives in /usr/sbin, which a root shell's PATH may leave out
-        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
-        assert runuser, "runuser (util-linux) not found: it starts PostgreSQL as the postgres user"
-        as_user = [runuser, "-u", "postgres", "--"]
-        shutil.chown(workdir, "postgres")
-    data, port = workdir / "data", _free_port()
-
-    def run(*args: str) -> None:
-        result = subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-
-    run(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(workdir / "server.log"), "-w", "-o",
-        f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(workdir, ignore_errors=True)
+    with postgres_cluster() as server:
+        yield server.url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 
 import pandas as pd
@@ -90,7 +89,7 @@ def test_growth_steps_run_in_fresh_processes_and_write_a_result(tmp_path):
 
     result = common.read_result(results / "pipeline.json")  # ValueError if it breaks the schema
     assert result["command"] == "make bench"
-    assert result["params_md5"] == hashlib.md5((PROJECT_ROOT / "params.yaml").read_bytes()).hexdigest()
+    assert result["params_md5"] == common.params_md5(PROJECT_ROOT / "params.yaml")
     [growth] = result["tables"]
     assert growth["title"] == "Growth on synthetic reviews (each step in a fresh process)"
     assert [row[:2] for row in growth["rows"]] == [["300", "preprocess"], ["300", "featurize"]]

@@ -53,10 +53,10 @@ def airline_tweets(n: int) -> pd.DataFrame:
     return tweets[~tweets["text"].isin(seen)].sample(n, random_state=11).reset_index(drop=True)
 
 
-async def _post_each(url: str, texts: list[str], concurrency: int = 10) -> list[dict]:
+async def _post_each(url: str, texts: list[str], key: str, concurrency: int = 10) -> list[dict]:
     """One request per text, ``concurrency`` at a time, as clients of a service would."""
     limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=bearer(key)) as http:
         async def one(text: str) -> dict:
             async with limit:
                 response = await http.post("/v1/predict", json={"text": text})
@@ -93,13 +93,30 @@ def run_monitor(root: Path) -> tuple[int, dict, str]:
     return done.returncode, json.loads(result_file.read_text()) if result_file.is_file() else {}, done.stderr
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture(scope="module")
-def service(served_project, tmp_path_factory):
+def operator_key(tmp_path_factory) -> tuple[Path, str]:
+    """The key store the service reads, with one key of every scope (what the dashboard needs:
+    admin for the page, predict for its text box)."""
+    from sentiment_pipeline.serving.auth import create_key
+
+    store = tmp_path_factory.mktemp("keys") / "api_keys.json"
+    # its own rate limit (the default would refuse the windows' bursts of requests)
+    return store, create_key(store, "operator", ["predict", "feedback", "admin"], rate_limit_per_second=1e5,
+                             rate_limit_burst=10**5)[1]
+
+
+@pytest.fixture(scope="module")
+def service(served_project, tmp_path_factory, operator_key):
     root = _copy_project(served_project, tmp_path_factory.mktemp("monitored"))
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "sentiment_pipeline", "serve", "--project", str(root),
                                "--port", str(port)], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "SENTIMENT_LOG_LEVEL": "warning"})
+                              text=True, env={**os.environ, "SENTIMENT_LOG_LEVEL": "warning",
+                                              "SENTIMENT_SERVE_KEYS_FILE": str(operator_key[0])})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, server)
@@ -113,13 +130,13 @@ def service(served_project, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def airline_window(service):
+def airline_window(service, operator_key):
     """The first window: unseen airline tweets, a third of them with feedback labels."""
     root, url = service
     tweets = airline_tweets(WINDOW)
-    answers = asyncio.run(_post_each(url, tweets["text"].tolist()))
+    answers = asyncio.run(_post_each(url, tweets["text"].tolist(), operator_key[1]))
     labelled = list(zip(answers, tweets["label"], strict=True))[::3]
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=bearer(operator_key[1])) as http:
         for answer, label in labelled:
             http.post("/v1/feedback", json={"prediction_id": answer["prediction_id"], "label": label}).raise_for_status()
     wait_logged(root, WINDOW)
@@ -128,10 +145,10 @@ def airline_window(service):
 
 
 @pytest.fixture(scope="module")
-def other_domain_window(service, airline_window):
+def other_domain_window(service, airline_window, operator_key):
     """The second window: product-review-like text from the benchmark's generator."""
     root, url = service
-    asyncio.run(_post_each(url, synthetic_reviews(WINDOW, seed=21)["text"].tolist()))
+    asyncio.run(_post_each(url, synthetic_reviews(WINDOW, seed=21)["text"].tolist(), operator_key[1]))
     wait_logged(root, 2 * WINDOW)
     return run_monitor(root)
 
@@ -217,28 +234,34 @@ PANELS = ("model-card", "try-it", "drift", "requests", "class-mix", "confidence"
           "per-class", "cv-comparison")
 
 
-def test_the_dashboard_renders_every_panel_and_predicts_a_typed_text(service, other_domain_window, browser):
+def test_the_dashboard_renders_every_panel_and_predicts_a_typed_text(service, other_domain_window, browser,
+                                                                     operator_key):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
     root, url = service
-    browser.get(f"{url}/dashboard")
-    assert browser.title == "Sentiment model dashboard"
+    key = operator_key[1]
+    browser.get(f"{url}/dashboard")  # no key yet: the login form; the key is kept in an HttpOnly cookie
+    browser.find_element(By.ID, "login-key").send_keys(key)
+    browser.find_element(By.ID, "login-button").click()
+    WebDriverWait(browser, 20).until(ready.title_is("Sentiment model dashboard"))
+    cookie = {c["name"]: c for c in browser.get_cookies()}["__Host-sentiment-key"]
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
     for panel in PANELS:
         section = browser.find_element(By.ID, panel)
         assert section.is_displayed() and section.text.strip(), panel
         if panel not in ("model-card", "try-it", "drift"):
             assert section.find_elements(By.CSS_SELECTOR, "svg rect, svg polyline"), f"{panel}: no chart drawn"
     assert browser.find_element(By.ID, "drift-status").text == "drift"  # the last monitor run
-    model = httpx.get(f"{url}/v1/model").json()
+    model = httpx.get(f"{url}/v1/model", headers=bearer(key)).json()
     assert model["family"] in browser.find_element(By.ID, "model-card").text
 
     text = "@united you lost my bag again, worst service ever"
     browser.find_element(By.ID, "predict-text").send_keys(text)
     browser.find_element(By.ID, "predict-button").click()
     label = WebDriverWait(browser, 20).until(ready.visibility_of_element_located((By.ID, "predicted-label")))
-    expected = httpx.post(f"{url}/v1/predict", json={"text": text}).json()["predictions"][0]
+    expected = httpx.post(f"{url}/v1/predict", json={"text": text}, headers=bearer(key)).json()["predictions"][0]
     assert label.text == expected["label"]
     assert browser.find_element(By.ID, "predicted-confidence").text == f"{expected['confidence']:.4f}"
     rows = browser.find_elements(By.CSS_SELECTOR, "#predicted-probabilities tr")

@@ -29,11 +29,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(root, port: int) -> subprocess.Popen:
+def start_server(root, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sentiment_pipeline", "serve", "--project", str(root),
                              "--port", str(port), "--host", "127.0.0.1"],
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SENTIMENT_LOG_LEVEL": "info"})
+                            env={**os.environ, "SENTIMENT_LOG_LEVEL": "info", **(env or {})})
 
 
 def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
@@ -92,11 +92,16 @@ def test_micro_batching_of_the_pipelines_model_is_exact(served_project):
     assert_micro_batching_is_exact(Predictor.load(served_project))
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_project):
+def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_project, tmp_path):
     """Property-based requests from the live OpenAPI schema: every check schemathesis has
-    (no 5xx, documented status codes and bodies, schema-valid accepted, invalid rejected)."""
+    (no 5xx, documented status codes and bodies, schema-valid accepted, invalid rejected), with
+    an API key of every scope (its `ignored_auth` check: without it, every operation is a 401)."""
+    from sentiment_pipeline.serving.auth import create_key
+
+    _, key = create_key(tmp_path / "api_keys.json", "schemathesis", ["predict", "feedback", "admin"])
     port = free_port()
-    server = start_server(served_project, port)
+    server = start_server(served_project, port, {"SENTIMENT_SERVE_KEYS_FILE": str(tmp_path / "api_keys.json"),
+                                                 "SENTIMENT_SERVE_RATE_LIMIT_PER_SECOND": "100000"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, server)
@@ -104,11 +109,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_projec
         result = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "--config-file",
                                  str(Path(__file__).with_name("schemathesis.toml")), "run", f"{url}/openapi.json",
                                  "--checks", "all", "--max-examples", "30", "--seed", "1", "--no-color",
-                                 "--generation-database", "none"],
+                                 "--generation-database", "none", "--header", f"Authorization: Bearer {key}"],
                                 capture_output=True, text=True, timeout=300)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     failures = result.stdout.find("FAILURES")
     assert result.returncode == 0, result.stdout[failures:failures + 4000] if failures >= 0 else result.stdout[-4000:]
-    assert "Tested: 5" in result.stdout
+    assert "Tested: 6" in result.stdout  # every operation of the schema, /v1/admin/reload included

@@ -48,6 +48,22 @@ def test_compiled_equals_sklearn_bit_for_bit_on_real_tweets(airline_sample, k, c
     labels, proba = compiled.predict_with_proba(held_out)
     assert np.array_equal(labels, model.predict(held_out))
     assert np.array_equal(proba, model.predict_proba(held_out))  # exact, not approximately
+    for text in held_out[:10] + held_out[-2:]:  # one text per call, as the API mostly serves them
+        labels, proba = compiled.predict_with_proba([text])
+        assert np.array_equal(labels, model.predict([text])) and np.array_equal(proba, model.predict_proba([text]))
+
+
+def test_compiled_svm_equals_sklearn_with_string_labels_in_any_order(airline_sample):
+    y = airline_sample["label"][:200].to_numpy()
+    normalizer, vectorizer, X, _, _ = _vectorized(airline_sample["text"][:200], list(y), char=True)
+    held_out = [normalizer(t) for t in airline_sample["text"][200:]] + ["", "zzqx never seen"]
+    for labels in (y, np.where(y == "negative", "zz-negative", y)):  # the negative class first, then last
+        select = SelectKBest(chi2, k=500).fit(X, labels)
+        model = Pipeline([("tfidf", vectorizer), ("select", select),
+                          ("clf", CalibratedLinearSVC(random_state=0).fit(select.transform(X), labels))])
+        got_labels, proba = compile_model(model).predict_with_proba(held_out)
+        assert np.array_equal(got_labels, model.predict(held_out))
+        assert np.array_equal(proba, model.predict_proba(held_out))
 
 
 def test_compiled_equals_sklearn_with_two_classes(airline_sample):

@@ -27,7 +27,7 @@ def _setup_logging() -> None:
         datefmt="%H:%M:%S",
     )
     # Libraries below us are chatty at INFO.
-    for noisy in ("dvclive", "dvc", "matplotlib", "urllib3", "distributed"):
+    for noisy in ("dvclive", "dvc", "matplotlib", "urllib3", "distributed", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -196,11 +196,12 @@ def serve(
     """Serve the verified final model over HTTP (FastAPI + uvicorn); docs at /docs."""
 
     def run_server() -> None:
-        import uvicorn
-
         from sentiment_pipeline.core.config import SERVE_ENV_PREFIX, serve_settings
         from sentiment_pipeline.inference.artifacts import verify_model
+        from sentiment_pipeline.predlog.access import check_database
+        from sentiment_pipeline.serving import server
         from sentiment_pipeline.serving.app import PROJECT_ENV
+        from sentiment_pipeline.serving.auth import check_auth
 
         # the options as environment variables: the workers uvicorn starts read them too
         overrides = {f"{SERVE_ENV_PREFIX}{k.upper()}": str(v)
@@ -208,12 +209,10 @@ def serve(
         os.environ.update(overrides)
         _, settings = serve_settings(project)
         verify_model(project)  # a missing, stale or tampered model stops here, in one line
+        check_auth(settings, project)  # beyond loopback without API keys: refused, in one line
+        check_database(settings.database_url, project)  # so does a log that cannot be opened or created
         os.environ[PROJECT_ENV] = str(project.resolve())
-        uvicorn.run("sentiment_pipeline.serving.app:app_from_environment", factory=True,
-                    host=settings.host, port=settings.port, workers=settings.workers,
-                    # uvicorn annotates int but only hands it to asyncio.wait_for, which takes a float
-                    timeout_graceful_shutdown=settings.graceful_shutdown_seconds,  # type: ignore[arg-type]
-                    log_level=os.environ.get("SENTIMENT_LOG_LEVEL", "info").lower(), access_log=False)
+        server.run(settings, log_level=os.environ.get("SENTIMENT_LOG_LEVEL", "info").lower())
 
     _run(run_server)
 
@@ -223,21 +222,203 @@ def export_feedback(
     output: Path = typer.Argument(Path("data/external/feedback.csv"), help="CSV of (text, label)."),
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml (serve.database_url)."),
     database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    key_id: list[str] = typer.Option([], help="Keep only labels written with this API key id (repeatable)."),
+    scope: list[str] = typer.Option([], help="Keep only labels written with keys holding this scope, per the "
+                                             "key store serve.keys_file (repeatable; adds to --key-id)."),
 ) -> None:
-    """Export predictions that received feedback as training data for the download stage."""
+    """Export predictions that received feedback as training data for the download stage; with
+    --key-id/--scope only the labels written with those keys (labels without a key are left out)."""
 
     def run_export() -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from sentiment_pipeline.core.config import serve_settings
-        from sentiment_pipeline.predlog.prediction_log import connect
+        from sentiment_pipeline.predlog.access import open_reader, read_failure
         from sentiment_pipeline.predlog.prediction_log import export_feedback as export
 
         _, settings = serve_settings(project)
-        written, without_text = export(connect(database_url or settings.database_url, project), output)
+        keep = _feedback_keys(settings, project, key_id, scope)
+        url = database_url or settings.database_url
+        if output.is_dir():  # atomic_path would replace the whole directory
+            raise PipelineError(f"{output}: is a directory; expected a file name for the feedback CSV")
+        engine = open_reader(url, project)  # SQLite read-only: a mistyped path creates nothing
+        try:
+            written, without_text = export(engine, output, keep)
+        except SQLAlchemyError as exc:
+            raise read_failure(url, exc) from None
+        except OSError as exc:  # reading is done: the output cannot be written
+            raise PipelineError(f"{output}: cannot write the feedback CSV: {exc.strerror or exc}") from None
+        finally:
+            engine.dispose()
         logging.getLogger("sentiment_pipeline.feedback").info(
             "%d labelled row(s) written to %s%s", written, output,
             f"; {without_text} left out (text not stored)" if without_text else "")
 
     _run(run_export)
+
+
+def _feedback_keys(settings, project: Path, key_ids: list[str], scopes: list[str]) -> set[str] | None:
+    """The key ids whose feedback export-feedback keeps: --key-id plus the keys holding --scope;
+    None (every label) when neither is given."""
+    if not key_ids and not scopes:
+        return None
+    from sentiment_pipeline.serving.auth import SCOPES, key_ids_with_scopes, keys_file
+
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise typer.BadParameter(f"{unknown[0]!r} is not a scope; expected one of {', '.join(SCOPES)}",
+                                 param_hint="--scope")
+    keep = set(key_ids)
+    if scopes:
+        path = keys_file(settings, project)
+        holders = key_ids_with_scopes(path, scopes)
+        logging.getLogger("sentiment_pipeline.feedback").info(
+            "keys with scope %s in %s: %s", "/".join(scopes), path, ", ".join(holders) or "none")
+        keep.update(holders)
+    return keep
+
+
+# ---------------------------------------------------------------- API keys
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the server: create, list, revoke (serve.keys_file).")
+app.add_typer(keys_app, name="keys")
+KeysProjectOption = typer.Option(Path("."), "--project", help="Project root holding params.yaml (serve.keys_file).")
+KeysFileOption = typer.Option(None, "--keys-file", help="The key store [default: serve.keys_file under --project].")
+
+
+def _keys_path(project: Path, path: Path | None) -> Path:
+    from sentiment_pipeline.core.config import serve_settings
+    from sentiment_pipeline.serving.auth import keys_file
+
+    return path if path is not None else keys_file(serve_settings(project)[1], project)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., help="Who or what uses the key, e.g. 'mobile app' or 'prometheus'."),
+    scope: list[str] = typer.Option(["predict"], help="predict | feedback | admin (repeatable)."),
+    rate_limit: float = typer.Option(None, min=0.001, help="Requests/s for this key [default: serve.rate_limit_per_second]."),
+    burst: int = typer.Option(None, min=1, help="Burst for this key [default: serve.rate_limit_burst]."),
+    secret_file: Path = typer.Option(None, help="Write the key to this file (mode 0600) instead of printing it."),
+    project: Path = KeysProjectOption,
+    keys_file: Path = KeysFileOption,
+) -> None:
+    """Create a key and print it once (only its SHA-256 is stored)."""
+
+    def run_create() -> None:
+        from sentiment_pipeline.serving.auth import create_key
+
+        path = _keys_path(project, keys_file)
+        record, key = create_key(path, name, scope, rate_limit, burst)
+        if secret_file is not None:
+            secret_file.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(key + "\n")
+        else:
+            typer.echo(key)
+        typer.echo(f"created key {record.id} ({record.name}; scopes {', '.join(record.scopes)}) in {path}; "
+                   + (f"the key is in {secret_file}" if secret_file else "the key above is shown only now"), err=True)
+
+    _run(run_create)
+
+
+@keys_app.command("list")
+def keys_list(project: Path = KeysProjectOption, keys_file: Path = KeysFileOption) -> None:
+    """The keys of the store: id, name, scopes, created, revoked (never the keys themselves)."""
+
+    def run_list() -> None:
+        from sentiment_pipeline.serving.auth import read_store
+
+        path = _keys_path(project, keys_file)
+        records = read_store(path)
+        if not records:
+            typer.echo(f"no keys in {path}", err=True)
+        for r in records:
+            times = f"created {r.created_at:%Y-%m-%d %H:%M}" + (f", revoked {r.revoked_at:%Y-%m-%d %H:%M}"
+                                                                 if r.revoked_at else "")
+            typer.echo(f"{r.id}  {'active ' if r.active else 'revoked'}  {','.join(r.scopes):<22}  {r.name}  ({times})")
+
+    _run(run_list)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (the 12 digits after sp_)."),
+                project: Path = KeysProjectOption, keys_file: Path = KeysFileOption) -> None:
+    """Revoke a key: running servers refuse it within a second (they re-read the store)."""
+
+    def run_revoke() -> None:
+        from sentiment_pipeline.serving.auth import RELOAD_SECONDS, revoke_key
+
+        record = revoke_key(_keys_path(project, keys_file), key_id)
+        typer.echo(f"revoked key {record.id} ({record.name}); servers refuse it within {RELOAD_SECONDS:g} s", err=True)
+
+    _run(run_revoke)
+
+
+@app.command("prune-log")
+def prune_log(
+    older_than: str = typer.Option(..., help="Age of the rows to delete: 30d, 12h or 90m."),
+    project: Path = typer.Option(Path("."), help="Project root holding params.yaml (serve.database_url)."),
+    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+) -> None:
+    """Delete predictions and feedback older than --older-than from the prediction log (what
+    serve.retention_days does hourly while serving)."""
+    age = _duration(older_than, "--older-than")
+
+    def run_prune() -> None:
+        from sentiment_pipeline.core.config import serve_settings
+        from sentiment_pipeline.predlog.prediction_log import connect, prune
+
+        _, settings = serve_settings(project)
+        engine = connect(database_url or settings.database_url, project, create=False)
+        try:
+            removed = prune(engine, age)
+        finally:
+            engine.dispose()
+        logging.getLogger("sentiment_pipeline.predlog").info(
+            "deleted %d prediction(s) and %d feedback row(s) older than %s", *removed, older_than)
+
+    _run(run_prune)
+
+
+@app.command("migrate-log")
+def migrate_log(
+    project: Path = typer.Option(Path("."), help="Project root holding params.yaml (serve.database_url)."),
+    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+) -> None:
+    """Bring the prediction log's schema to this version's (Alembic); serve does it at start-up."""
+
+    def run_migrate() -> None:
+        from sentiment_pipeline.core.config import serve_settings
+        from sentiment_pipeline.predlog.prediction_log import connect
+        from sentiment_pipeline.predlog.schema import current_revision
+
+        _, settings = serve_settings(project)
+        engine = connect(database_url or settings.database_url, project)  # upgrades
+        try:
+            with engine.connect() as connection:
+                revision = current_revision(connection)
+        finally:
+            engine.dispose()
+        logging.getLogger("sentiment_pipeline.predlog").info(
+            "%s: schema at revision %s", engine.url.render_as_string(hide_password=True), revision)
+
+    _run(run_migrate)
+
+
+def _duration(value: str, option: str):
+    from datetime import timedelta
+
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = value[:-1], value[-1:]
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1.0
+    if unit not in units or not amount > 0:
+        raise typer.BadParameter(f"expected a positive number of days, hours or minutes such as 30d, 12h or 90m, "
+                                 f"got {value!r}", param_hint=option)
+    return timedelta(**{units[unit]: amount})
 
 
 def _utc(value: str | None, option: str):
@@ -271,14 +452,19 @@ def monitor(
 
         from sentiment_pipeline.core.config import serve_settings
         from sentiment_pipeline.monitoring import monitor as monitoring
+        from sentiment_pipeline.predlog.access import read_failure
 
         params, settings = serve_settings(project)
         try:
             result, json_file, html_file = monitoring.run(
                 project, params.monitor, database_url or settings.database_url,
                 monitoring.WindowSpec(last=last, since=window_start, until=window_end), output_dir)
-        except (SQLAlchemyError, OSError) as exc:  # the log is unreachable or unreadable
-            raise PipelineError(f"the prediction log could not be read: {str(exc).splitlines()[0]}") from None
+        except SQLAlchemyError as exc:  # the log failed after it was opened (monitoring.run names the rest)
+            raise read_failure(database_url or settings.database_url, exc) from None
+        except OSError as exc:  # a project file that cannot be read (a missing one: _run names its stage)
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise PipelineError(f"{exc.filename or 'a file'}: cannot be read: {exc.strerror or exc}") from None
         logging.getLogger("sentiment_pipeline.monitor").info(
             "%s: %s (%d rows); wrote %s and %s", result["status"], result["message"], result["rows"],
             json_file, html_file)

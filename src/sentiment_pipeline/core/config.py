@@ -452,10 +452,40 @@ class ServeConfig(_Section):
     log_text: bool = True  # false: only each text's SHA-256 is stored
     log_queue_size: Annotated[int, Field(ge=1)] = 10_000
     log_batch_size: Annotated[int, Field(ge=1)] = 500
+    # The durable spool between the answer and the database (relative: under the project root).
+    # log_flush_ms bounds what a killed process can lose: answered, not yet fsync'd.
+    spool_dir: str = "logs/spool"
+    spool_max_bytes: Annotated[int, Field(ge=1_048_576)] = 1 << 30
+    log_flush_ms: Annotated[float, Field(gt=0, le=10_000)] = 50.0
+    # spool full (the database away too long): refuse predictions with a 503, or answer them unlogged
+    log_overflow: Literal["reject", "drop"] = "reject"
+    # delete predictions and feedback older than this many days (hourly, while serving); null: keep all
+    retention_days: Annotated[float, Field(gt=0)] | None = None
     # Micro-batching: texts of concurrent requests arriving within batch_wait_ms share one model
     # call of up to batch_max_texts texts (same numbers as one by one: every step is row-wise).
     batch_max_texts: Annotated[int, Field(ge=1)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0)] = 1.0
+    # Admission and timeouts. At most max_inflight prediction requests in flight per worker; one
+    # more waits up to admission_wait_ms for a slot, then gets a fast 503 with Retry-After (health,
+    # readiness and metrics are never counted or refused). A request line and headers over
+    # max_header_bytes: 431. A head not complete within header_timeout_seconds of the connection
+    # (or of its first byte): the connection is closed (a 408 if part of it came); a body that
+    # stalls for body_timeout_seconds: 408.
+    max_inflight: Annotated[int, Field(ge=1)] = 24
+    admission_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 0.0
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 16_384
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # Access control (docs/serving.md#access-control). keys: every route but /healthz and /readyz
+    # needs an API key from keys_file (relative: under the project root) holding the route's scope;
+    # with no active key a loopback host serves openly (with a warning) and any other host refuses
+    # to start. none: no authentication (a warning beyond loopback). Per key and per worker (N
+    # workers: up to N times as much), a token bucket of rate_limit_per_second tokens a second and
+    # at most rate_limit_burst at once; past it, 429 with Retry-After (null: no limit).
+    auth: Literal["keys", "none"] = "keys"
+    keys_file: str = "logs/keys/api_keys.json"
+    rate_limit_per_second: Annotated[float, Field(gt=0)] | None = 100.0
+    rate_limit_burst: Annotated[int, Field(ge=1)] = 200
 
 
 # ---------------------------------------------------------------- monitor (not a stage)

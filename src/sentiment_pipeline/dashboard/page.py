@@ -283,8 +283,31 @@ def predict_panel(max_chars: int) -> str:
     return _section("try-it", "Try a text", body)
 
 
+# Logged in through the form: the key is in an HttpOnly cookie, which only the server can clear.
+LOGOUT = ('<form id="logout" method="post" action="/dashboard/logout" style="position:absolute;top:10px;right:24px">'
+          '<button type="submit">Log out</button></form>')
+
+
+def login_page(message: str | None = None) -> str:
+    """The form asking for an ``admin`` API key (``POST /dashboard/login``); ``message`` says why
+    the last key was refused."""
+    error = f'<p id="login-error" class="drift">{escape(message)}</p>' if message else ""
+    body = ('<form id="login-form" method="post" action="/dashboard/login">'
+            '<p>An API key with the <b>admin</b> scope (and <b>predict</b> for the text box), from '
+            '<code>sentiment-pipeline keys create</code>. The browser keeps it for 8 hours in a cookie '
+            'that scripts cannot read and other sites cannot make it send.</p>'
+            '<input id="login-key" name="key" type="password" autocomplete="off" required '
+            'style="width:100%;box-sizing:border-box;font:inherit" placeholder="sp_...">'
+            f'<button type="submit" id="login-button">Log in</button>{error}</form>')
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>Sentiment model dashboard: log in</title><style>{STYLE}</style></head><body>"
+            "<header><h1>Sentiment model dashboard</h1><p>log in</p></header>"
+            f"<main>{_section('login', 'Log in', body)}</main></body></html>")
+
+
 def render(metadata: dict, evaluation: Evaluation, live: Live | None, monitor_result: dict | None,
-           monitor_source: str, max_chars: int) -> str:
+           monitor_source: str, max_chars: int, logout: bool = False) -> str:
     classes = list(metadata.get("classes", []))
     panels = [model_card_panel(metadata, evaluation), predict_panel(max_chars),
               monitor_panel(monitor_result, monitor_source), *live_panels(live, classes, evaluation.train_prior),
@@ -294,5 +317,6 @@ def render(metadata: dict, evaluation: Evaluation, live: Live | None, monitor_re
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>Sentiment model dashboard</title><style>{STYLE}</style></head><body>"
             f"<header><h1>Sentiment model dashboard</h1><p>{escape(str(metadata.get('family')))} "
-            f"model {escape(str(metadata.get('version')))} · classes {escape(', '.join(classes))} · {generated}</p></header>"
+            f"model {escape(str(metadata.get('version')))} · classes {escape(', '.join(classes))} · {generated}</p>"
+            f"{LOGOUT if logout else ''}</header>"
             f"<main>{''.join(panels)}</main><script>{SCRIPT}</script></body></html>")

@@ -285,31 +285,44 @@ def exit_code(result: dict) -> int:
 
 
 def write_outputs(result: dict, output_dir: Path) -> tuple[Path, Path]:
-    """monitor.json and report.html, each written atomically."""
+    """monitor.json and report.html, each written atomically; a directory that cannot be
+    written is one line naming it."""
     from sentiment_pipeline.core.files import atomic_path, write_json
     from sentiment_pipeline.monitoring.html import render_report
 
-    output_dir.mkdir(parents=True, exist_ok=True)
     json_file, html_file = output_dir / "monitor.json", output_dir / "report.html"
-    write_json(result, json_file)
-    with atomic_path(html_file) as temporary:
-        temporary.write_text(render_report(result), encoding="utf-8")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"{output_dir}: is a file; expected a directory for monitor.json and report.html "
+                        "(--output-dir / monitor.output_dir)")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(result, json_file)
+        with atomic_path(html_file) as temporary:
+            temporary.write_text(render_report(result), encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{output_dir}: cannot write monitor.json and report.html there: "
+                        f"{exc.strerror or exc} (--output-dir / monitor.output_dir)") from None
     return json_file, html_file
 
 
 def run(project: Path, config: MonitorConfig, database_url: str, spec: WindowSpec,
         output_dir: Path | None = None) -> tuple[dict, Path, Path]:
     """Load the served model and its reference, read the window, judge it, write the outputs."""
-    from sentiment_pipeline.predlog.prediction_log import connect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sentiment_pipeline.predlog.access import open_reader, read_failure
 
     project = Path(project)
     predictor = Predictor.load(project)
     reference = load_reference(project, predictor)
-    engine = connect(database_url, project, create=False)
+    engine = open_reader(database_url, project)  # SQLite read-only: never creates nor writes a file
     try:
         spec = WindowSpec(last=spec.last if (spec.last or spec.since or spec.until) else config.window_rows,
                           since=spec.since, until=spec.until, model_version=spec.model_version or predictor.version)
-        result = monitor(engine, predictor, reference, config, spec)
+        try:
+            result = monitor(engine, predictor, reference, config, spec)
+        except SQLAlchemyError as exc:  # the server went away, or the file changed under us
+            raise read_failure(database_url, exc) from None
     finally:
         engine.dispose()
     target = output_dir or (project / config.output_dir)

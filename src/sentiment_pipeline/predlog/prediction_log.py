@@ -1,73 +1,37 @@
 """The prediction log: every served prediction and every feedback label, through SQLAlchemy.
 
 SQLite (a WAL-mode file under ``logs/``) by default, PostgreSQL with ``serve.database_url``.
-The request path never waits for the database: predictions go into a bounded queue that a
-background task writes in batches; a full queue makes requests wait (back-pressure) rather than
-drop rows, and shutdown drains it, so every answered prediction is in the log.
+The request path never waits for the database: answered predictions and feedback go to a
+durable local spool (``spool.py``: fsync'd every ``flush_seconds``), and a background thread
+ships them to the database in order, exactly once, retrying for as long as it is away. The
+spool is bounded by ``serve.spool_max_bytes``; past it, ``serve.log_overflow`` says whether new
+predictions are refused (503) or answered without being logged.
 """
 
 import asyncio
-import contextlib
 import hashlib
 import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import orjson
-from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    insert,
-    inspect,
-    select,
-)
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, Table, create_engine, delete, event, insert, inspect, select
 from sqlalchemy.exc import DataError as DataError_
 from sqlalchemy.exc import IntegrityError
 
-from sentiment_pipeline.core.errors import ConfigError, DataError
-from sentiment_pipeline.predlog.queues import next_batch
+from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.predlog.schema import feedback, predictions, upgrade
+from sentiment_pipeline.predlog.spool import SpoolDir, SpoolWriter
 
 log = logging.getLogger(__name__)
-
-metadata = MetaData()
-
-predictions = Table(
-    "predictions", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("prediction_id", String(32), nullable=False, unique=True),
-    Column("request_id", String(128), nullable=False, index=True),
-    Column("text", Text, nullable=True),  # NULL when serve.log_text is false
-    Column("text_sha256", String(64), nullable=False),
-    Column("cleaned_length", Integer, nullable=False),
-    Column("label", String(64), nullable=False),
-    Column("confidence", Float, nullable=False),
-    Column("probabilities", JSON, nullable=False),
-    Column("model_version", String(32), nullable=False, index=True),
-    Column("latency_ms", Float, nullable=False),
-)
-
-feedback = Table(
-    "feedback", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("prediction_id", String(32), nullable=False, index=True),
-    Column("label", String(64), nullable=False),
-)
-
 
 def _orjson_text(value) -> str:
     return orjson.dumps(value).decode()
@@ -81,15 +45,16 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def connect(url: str, root: Path = Path("."), create: bool = True) -> Engine:
+def connect(url: str, root: Path = Path("."), create: bool = True, read_only: bool = False) -> Engine:
     """An engine for ``url``, the schema created if absent. A relative SQLite path is taken
     from ``root``, its directory created, and the file put in WAL mode (readers such as
     ``monitor`` do not block the writer). With ``create=False`` (readers: a mistyped URL must
-    not create an empty log that then looks like a quiet day) a missing log is an error."""
-    try:
-        parsed = make_url(url)
-    except Exception as exc:  # SQLAlchemy raises ArgumentError with the bad URL
-        raise ConfigError(f"serve.database_url={url!r} is not a database URL: {exc}") from None
+    not create an empty log that then looks like a quiet day) a missing log is an error.
+    ``read_only=True`` (readers, with ``create=False``) opens a SQLite file read-only (a
+    ``mode=ro`` URI): it is never created, converted to WAL or written to."""
+    from sentiment_pipeline.predlog.access import checked_url
+
+    parsed = checked_url(url)  # SQLite or PostgreSQL, else one line without the password
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
         path = path if path.is_absolute() else root / path
@@ -102,7 +67,16 @@ def connect(url: str, root: Path = Path("."), create: bool = True) -> Engine:
     # orjson for the probabilities column: the log writes every prediction, and the standard
     # library's encoder was a tenth of the server's time under batch load.
     engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_orjson_text)
-    if parsed.get_backend_name() == "sqlite":
+    if parsed.get_backend_name() == "sqlite" and read_only:
+        from urllib.parse import quote
+
+        @event.listens_for(engine, "do_connect")
+        def _sqlite_read_only(_dialect, _record, cargs, cparams) -> None:
+            # the file as a read-only URI; engine.url (and every message naming it) stays as given
+            if cargs and cargs[0] != ":memory:" and not cparams.get("uri"):  # (a URI given: as it is)
+                cargs[0] = f"file:{quote(cargs[0])}?mode=ro"
+                cparams["uri"] = True
+    elif parsed.get_backend_name() == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:
             cursor = connection.cursor()
@@ -110,7 +84,7 @@ def connect(url: str, root: Path = Path("."), create: bool = True) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
     if create:
-        metadata.create_all(engine)
+        upgrade(engine)
     elif not inspect(engine).has_table(predictions.name):
         engine.dispose()
         raise DataError(f"{engine.url.render_as_string(hide_password=True)}: holds no prediction log "
@@ -121,89 +95,273 @@ def connect(url: str, root: Path = Path("."), create: bool = True) -> Engine:
 @dataclass
 class LogSettings:
     log_text: bool = True
-    queue_size: int = 10_000
-    batch_size: int = 500
-    flush_seconds: float = 0.2
+    queue_size: int = 10_000  # records waiting for the spool before requests wait (back-pressure)
+    batch_size: int = 500  # records shipped to the database per transaction
+    # How often answered records are written to the spool and fsync'd: the most a SIGKILL can
+    # lose. 50 ms is one fsync per interval (about 1-5 ms on an SSD) shared by every request.
+    flush_seconds: float = 0.05
+    spool_dir: Path | None = None  # None: a temporary directory (tests, in-process use)
+    spool_max_bytes: int = 1 << 30
+    overflow: Literal["reject", "drop"] = "reject"
+    drain_seconds: float = 5.0  # at shutdown, how long to keep shipping before leaving the rest spooled
+    retention_days: float | None = None  # prune older rows hourly while serving; None keeps everything
+    segment_bytes: int = 16 << 20
+
+
+PRUNE_EVERY_SECONDS = 3600  # serve.retention_days: how often a worker deletes what has expired
+
+# database errors that say "not now" (retry the batch) rather than "never this row" (skip it)
+_ROW_REFUSED = (IntegrityError, DataError_)
 
 
 class PredictionLog:
-    """Queue in front of the database; ``start`` in the app's lifespan, ``close`` at shutdown."""
+    """Answered predictions and feedback: into a durable local spool first (see spool.py), then
+    shipped to the database in order, exactly once (``ON CONFLICT DO NOTHING`` on their ids), by
+    a background thread that retries for as long as the database is away.
+
+    ``start`` in the app's lifespan, ``close`` at shutdown."""
 
     def __init__(self, engine: Engine, settings: LogSettings) -> None:
         self.engine = engine
         self.settings = settings
-        self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=settings.queue_size)
-        self.task: asyncio.Task | None = None
-        self.written = 0
+        self.shipped = 0  # records in the database (this process)
+        self.dropped = 0  # records not logged because the spool was full (overflow: drop)
+        self.refused = 0  # records the database refused (a value it cannot store)
+        self.database_up = True
+        self._pending: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        self._wake_flusher = threading.Condition(self._lock)
+        self._wake_shipper = threading.Event()
+        self._stopping = threading.Event()
+        self._recorded_seq = 0  # records handed to record()
+        self._spooled_seq = 0  # of which written to the spool
+        self._shipped_seq = 0  # of which shipped (own spool only)
+        self._unshipped_ids: set[str] = set()
+        self._unshipped_bytes = 0
+        self._threads: list[threading.Thread] = []
+        self._temporary: Path | None = None
+        self.spool: SpoolDir | None = None
+        self._writer: SpoolWriter | None = None
+        self._adopted: list[SpoolDir] = []
+        self._next_prune = 0.0
 
+    # ---------------------------------------------------------------- rows
     def row(self, *, prediction_id: str, request_id: str, text: str, cleaned_length: int,
             label: str, confidence: float, probabilities: dict[str, float], model_version: str,
-            latency_ms: float, created_at: datetime | None = None) -> dict:
+            latency_ms: float, created_at: datetime | None = None, key_id: str | None = None) -> dict:
         return {"created_at": created_at or now(), "prediction_id": prediction_id, "request_id": request_id,
                 "text": text if self.settings.log_text else None, "text_sha256": text_sha256(text),
                 "cleaned_length": cleaned_length, "label": label, "confidence": confidence,
-                "probabilities": probabilities, "model_version": model_version, "latency_ms": latency_ms}
+                "probabilities": probabilities, "model_version": model_version, "latency_ms": latency_ms,
+                "key_id": key_id}
 
+    # ---------------------------------------------------------------- state
+    @property
+    def spool_bytes(self) -> int:
+        return self._unshipped_bytes
+
+    @property
+    def over_budget(self) -> bool:
+        """The spool holds ``spool_max_bytes`` or more: the database has been away too long."""
+        return self._unshipped_bytes >= self.settings.spool_max_bytes
+
+    @property
+    def accepting(self) -> bool:
+        """False when a new prediction must be refused (spool full and ``overflow: reject``)."""
+        return not (self.over_budget and self.settings.overflow == "reject")
+
+    def spooled(self, prediction_id: str) -> bool:
+        """The prediction was answered by this process and is not in the database yet."""
+        return prediction_id in self._unshipped_ids
+
+    # ---------------------------------------------------------------- writing
     async def record(self, rows: list[dict]) -> None:
-        for row in rows:
-            await self.queue.put(row)  # waits only when the queue is full
+        await self._record([("p", row) for row in rows])
+
+    async def record_feedback(self, prediction_id: str, label: str, key_id: str | None = None) -> None:
+        await self._record([("f", {"created_at": now(), "prediction_id": prediction_id, "label": label,
+                                   "feedback_id": uuid.uuid4().hex, "key_id": key_id})])
+
+    async def _record(self, records: list[tuple[str, dict]]) -> None:
+        if self.over_budget and self.settings.overflow == "drop":
+            self.dropped += len(records)
+            return
+        with self._lock:
+            self._pending.extend(records)
+            self._recorded_seq += len(records)
+            self._unshipped_ids.update(row["prediction_id"] for kind, row in records if kind == "p")
+            backlog = len(self._pending)
+        if backlog >= self.settings.queue_size:  # the disk is slower than the traffic: wait
+            target = self._recorded_seq
+            while self._spooled_seq < target and not self._stopping.is_set():
+                await asyncio.sleep(self.settings.flush_seconds / 2)
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name="prediction-log-writer")
+        root = self.settings.spool_dir
+        if root is None:
+            self._temporary = root = Path(tempfile.mkdtemp(prefix="sentiment-spool-"))
+        self.spool = SpoolDir.create(root)
+        self._writer = SpoolWriter(self.spool, self.settings.segment_bytes)
+        self._adopted = SpoolDir.adopt_orphans(root, exclude={self.spool.path})
+        left = sum(d.pending_bytes() for d in self._adopted)
+        self._unshipped_bytes = left
+        if self._adopted:
+            log.info("prediction log: shipping %d byte(s) spooled by %d earlier process(es)", left, len(self._adopted))
+        self._threads = [threading.Thread(target=self._flush_loop, name="prediction-log-spool", daemon=True),
+                         threading.Thread(target=self._ship_loop, name="prediction-log-shipper", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
-    async def _run(self) -> None:
+    def _flush_loop(self) -> None:
+        assert self._writer is not None
         while True:
-            await self._write(await next_batch(self.queue, self.settings.batch_size,
-                                               self.settings.flush_seconds))
-
-    async def _write(self, batch: list[dict], attempts: int = 5) -> None:
-        try:
-            for attempt in range(1, attempts + 1):
+            with self._lock:
+                if not self._pending and not self._stopping.is_set():
+                    self._wake_flusher.wait(self.settings.flush_seconds)
+                batch, self._pending = self._pending, []
+            if batch:
+                lines = [orjson.dumps({"k": kind, "r": row}) for kind, row in batch]
                 try:
-                    await asyncio.to_thread(self._insert, batch)
-                    self.written += len(batch)
-                    return
-                except Exception as exc:  # a database restart: retry with back-off, keep serving
-                    if attempt == attempts:
-                        log.error("prediction log: %d row(s) not written after %d attempts: %s",
-                                  len(batch), attempts, exc)
-                        return
-                    await asyncio.sleep(0.2 * 2 ** attempt)
-        finally:
-            for _ in batch:
-                self.queue.task_done()
+                    written = self._writer.append(lines)
+                except OSError as exc:  # a full or failing disk: keep the rows, try again
+                    log.error("prediction log: the spool %s cannot be written: %s", self._writer.spool.path, exc)
+                    with self._lock:
+                        self._pending[:0] = batch
+                    time.sleep(1.0)
+                    continue
+                with self._lock:
+                    self._spooled_seq += len(batch)
+                    self._unshipped_bytes += written
+                self._wake_shipper.set()
+            elif self._stopping.is_set():
+                return
+            else:
+                time.sleep(self.settings.flush_seconds)  # group commit: one fsync per interval
 
-    def _insert(self, batch: list[dict]) -> None:
+    def _prune_if_due(self) -> None:
+        days = self.settings.retention_days
+        if days is None or not self.database_up or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        try:
+            removed = prune(self.engine, timedelta(days=days))
+        except Exception as exc:  # the database went away meanwhile: the next round tries again
+            log.warning("prediction log: pruning rows older than %s day(s) failed: %s", days, str(exc).splitlines()[0])
+            return
+        if any(removed):
+            log.info("prediction log: pruned %d prediction(s) and %d feedback row(s) older than %s day(s)",
+                     *removed, days)
+
+    def _ship_loop(self) -> None:
+        assert self.spool is not None
+        backoff = 0.1
+        while True:
+            self._prune_if_due()
+            progressed = False
+            for spool in [*self._adopted, self.spool]:
+                records, position = spool.read(self.settings.batch_size)
+                if not records:
+                    if position != spool.position:  # skipped an unfinished record
+                        spool.checkpoint(position)
+                    continue
+                try:
+                    self._insert([orjson.loads(line) for line in records])
+                except Exception as exc:  # the database is away: keep the records, try again
+                    if self.database_up:
+                        log.warning("prediction log: database unreachable (%s); spooling to %s until it is back",
+                                    str(exc).splitlines()[0], spool.path.parent)
+                    self.database_up = False
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    break
+                if not self.database_up:
+                    log.info("prediction log: database back; shipping the spool")
+                self.database_up, backoff, progressed = True, 0.1, True
+                shipped_bytes = (sum(len(line) + 1 for line in records))
+                spool.checkpoint(position)
+                with self._lock:
+                    self._unshipped_bytes = max(self._unshipped_bytes - shipped_bytes, 0)
+                    self.shipped += len(records)
+                    if spool is self.spool:
+                        self._shipped_seq += len(records)
+                        for line in records:
+                            self._unshipped_ids.discard(orjson.loads(line)["r"]["prediction_id"])
+            self._adopted = [d for d in self._adopted if not (d.pending_bytes() == 0 and d.release())]
+            if not progressed:
+                if self._stopping.is_set() and (not self.database_up or self._shipped_seq >= self._spooled_seq):
+                    return
+                self._wake_shipper.wait(0.2)
+                self._wake_shipper.clear()
+
+    def _insert(self, records: list[dict]) -> None:
+        rows: dict[str, list[dict]] = {"p": [], "f": []}
+        for record in records:
+            row = record["r"]
+            row["created_at"] = datetime.fromisoformat(row["created_at"])
+            rows[record["k"]].append(row)
+        statements = [(predictions, rows["p"], "prediction_id"), (feedback, rows["f"], "feedback_id")]
         try:
             with self.engine.begin() as connection:
-                connection.execute(insert(predictions), batch)
-        except (IntegrityError, DataError_) as exc:
-            if len(batch) == 1:
-                raise
+                for table, batch, key in statements:
+                    if batch:
+                        connection.execute(_insert_ignoring_duplicates(connection, table, key), batch)
+        except _ROW_REFUSED as exc:
+            if len(records) == 1:
+                self.refused += 1
+                log.error("prediction log: a %s row was refused by the database and is not logged: %s",
+                          "prediction" if rows["p"] else "feedback", str(exc).splitlines()[0])
+                return
             # one bad row must not cost the other rows of its batch: write them one by one
             log.warning("prediction log: a batch of %d was refused (%s); writing row by row",
-                        len(batch), str(exc).splitlines()[0])
-            for row in batch:
-                try:
-                    with self.engine.begin() as connection:
-                        connection.execute(insert(predictions), [row])
-                except (IntegrityError, DataError_) as row_error:
-                    log.error("prediction log: prediction %s not written: %s", row["prediction_id"],
-                              str(row_error).splitlines()[0])
+                        len(records), str(exc).splitlines()[0])
+            for table, batch, key in statements:
+                for row in batch:
+                    try:
+                        with self.engine.begin() as connection:
+                            connection.execute(_insert_ignoring_duplicates(connection, table, key), [row])
+                    except _ROW_REFUSED as row_error:
+                        self.refused += 1
+                        log.error("prediction log: %s %s not written: %s", table.name, row["prediction_id"],
+                                  str(row_error).splitlines()[0])
 
-    async def flush(self) -> None:
-        """Wait until everything queued so far is written."""
-        await self.queue.join()
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything recorded so far is in the database (True), or ``timeout``
+        seconds have passed (False)."""
+        target = self._recorded_seq
+        with self._lock:
+            self._wake_flusher.notify()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._shipped_seq < target:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            self._wake_shipper.set()
+            await asyncio.sleep(0.005)
+        return True
 
     async def close(self) -> None:
-        """Drain the queue, stop the writer, release the engine."""
-        await self.flush()
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        """Spool what is pending, ship for up to ``drain_seconds``, stop; what is left stays in
+        the spool for the next start."""
+        drained = await self.flush(self.settings.drain_seconds)
+        self._stopping.set()
+        with self._lock:
+            self._wake_flusher.notify()
+        self._wake_shipper.set()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
+        left = 0
+        if self._writer is not None:
+            self._writer.close()
+        for spool in [*self._adopted, *([self.spool] if self.spool else [])]:
+            left += spool.pending_bytes()
+            spool.release()
+        if self._temporary is not None and left == 0:
+            shutil.rmtree(self._temporary, ignore_errors=True)
         self.engine.dispose()
-        log.info("prediction log closed: %d row(s) written", self.written)
+        if drained and left == 0:
+            log.info("prediction log closed: %d row(s) written", self.shipped)
+        else:
+            log.warning("prediction log closed: %d row(s) written, %d byte(s) left in the spool %s for the next start",
+                        self.shipped, left, self.settings.spool_dir)
 
     # ---------------------------------------------------------------- feedback
     def prediction_exists(self, prediction_id: str) -> bool:
@@ -212,34 +370,67 @@ class PredictionLog:
                 predictions.c.prediction_id == prediction_id)).first()
         return found is not None
 
-    def add_feedback(self, prediction_id: str, label: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(insert(feedback).values(created_at=now(), prediction_id=prediction_id,
-                                                       label=label))
+
+def prune(engine: Engine, older_than: timedelta, batch_rows: int = 10_000) -> tuple[int, int]:
+    """Delete predictions and feedback created more than ``older_than`` ago, in batches of
+    ``batch_rows`` (short transactions: the server keeps writing meanwhile); returns how many
+    of each were deleted."""
+    cutoff = now() - older_than
+    deleted = {}
+    for table in (feedback, predictions):
+        total = 0
+        while True:
+            with engine.begin() as connection:
+                ids = select(table.c.id).where(table.c.created_at < cutoff).limit(batch_rows).scalar_subquery()
+                done = connection.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+            total += done
+            if done < batch_rows:
+                break
+        deleted[table.name] = total
+    return deleted["predictions"], deleted["feedback"]
 
 
-def labelled_rows(engine: Engine) -> Iterator[dict]:
-    """(text, label) of every prediction that received feedback; the newest label wins."""
-    query = (select(predictions.c.prediction_id, predictions.c.text, feedback.c.label, feedback.c.id)
+def _insert_ignoring_duplicates(connection, table: Table, key: str):
+    """INSERT that skips rows whose ``key`` is already there: shipping twice writes once."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing(index_elements=[key])
+    if connection.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+    return insert(table)  # pragma: no cover - connect() makes SQLite and PostgreSQL engines
+
+
+def labelled_rows(engine: Engine, key_ids: set[str] | None = None) -> Iterator[dict]:
+    """(text, label) of every prediction that received feedback; the newest label wins. With
+    ``key_ids`` only the labels written with those API keys count (a label written with no key,
+    while access control was off, is left out): another key's newer label does not hide theirs."""
+    query = (select(predictions.c.prediction_id, predictions.c.text, feedback.c.label, feedback.c.id,
+                    feedback.c.key_id)
              .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
              .order_by(feedback.c.id))
+    if key_ids is not None:
+        query = query.where(feedback.c.key_id.in_(sorted(key_ids)))
     latest: dict[str, dict] = {}
     with engine.connect() as connection:
         for row in connection.execute(query):
             latest[row.prediction_id] = {"prediction_id": row.prediction_id, "text": row.text,
-                                         "label": row.label}
+                                         "label": row.label, "key_id": row.key_id}
     yield from latest.values()
 
 
-def export_feedback(engine: Engine, target: Path) -> tuple[int, int]:
+def export_feedback(engine: Engine, target: Path, key_ids: set[str] | None = None) -> tuple[int, int]:
     """Write the labelled predictions as a (text, label) CSV that ``download`` reads with
-    ``source: file``; returns (rows written, rows without stored text)."""
+    ``source: file`` (only the labels written with ``key_ids``, when given); returns (rows
+    written, rows without stored text)."""
     import pandas as pd
 
     from sentiment_pipeline.core.errors import DataError
     from sentiment_pipeline.core.files import write_csv
 
-    rows = list(labelled_rows(engine))
+    rows = list(labelled_rows(engine, key_ids))
     kept = [{"text": row["text"], "label": row["label"]} for row in rows if row["text"] is not None]
     if rows and not kept:
         raise DataError(f"{len(rows)} prediction(s) have feedback, but none has its text stored "

@@ -8,6 +8,7 @@ naming the field (see ``errors``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -22,11 +23,13 @@ from sentiment_pipeline.core.config import MonitorConfig, ServeConfig
 from sentiment_pipeline.dashboard.page import load_evaluation
 from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.predlog.prediction_log import LogSettings, PredictionLog, connect
+from sentiment_pipeline.serving import auth
 from sentiment_pipeline.serving.batching import MicroBatcher
 from sentiment_pipeline.serving.errors import add_exception_handlers
 from sentiment_pipeline.serving.metrics import ServiceMetrics
-from sentiment_pipeline.serving.middleware import BodySizeLimit, RequestMetrics
-from sentiment_pipeline.serving.routes import dashboard, feedback, health, metrics, model, predict
+from sentiment_pipeline.serving.middleware import Admission, BodySizeLimit, RequestMetrics
+from sentiment_pipeline.serving.reload import ModelReloader
+from sentiment_pipeline.serving.routes import admin, dashboard, feedback, health, metrics, model, predict
 from sentiment_pipeline.serving.schemas import tighten_schema
 
 log = logging.getLogger(__name__)
@@ -45,9 +48,13 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictor = load_predictor()
         engine = await run_in_threadpool(connect, settings.database_url, root)
+        spool_dir = Path(settings.spool_dir)
         prediction_log = PredictionLog(engine, LogSettings(
-            log_text=settings.log_text, queue_size=settings.log_queue_size,
-            batch_size=settings.log_batch_size))
+            log_text=settings.log_text, queue_size=settings.log_queue_size, batch_size=settings.log_batch_size,
+            flush_seconds=settings.log_flush_ms / 1000,
+            spool_dir=spool_dir if spool_dir.is_absolute() else root / spool_dir,
+            spool_max_bytes=settings.spool_max_bytes, overflow=settings.log_overflow,
+            drain_seconds=min(settings.graceful_shutdown_seconds, 5.0), retention_days=settings.retention_days))
         prediction_log.start()
         batcher = MicroBatcher(predictor, max_batch=settings.batch_max_texts, max_wait_ms=settings.batch_wait_ms)
         batcher.start()
@@ -55,6 +62,9 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
         app.state.metrics = ServiceMetrics(predictor.classes)
         app.state.evaluation = load_evaluation(root, predictor.classes)
         tighten_schema(app.openapi(), settings, predictor.classes)
+        app.state.reloader = reloader = ModelReloader(app, load_predictor, settings, root)
+        reloader.install_signal_handler()  # SIGHUP: reload (one worker; with several, uvicorn restarts them)
+        exporter = asyncio.create_task(_export_log_state(app.state.metrics, prediction_log), name="log-metrics")
         app.state.predictor = predictor  # last: /readyz is ready once it is set
         # The model's objects (vocabulary, arrays) live as long as the process: moved out of the
         # garbage collector's generations, full collections no longer walk them (pauses of tens
@@ -65,7 +75,8 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
                  predictor.metadata.get("family"), engine.url.render_as_string(hide_password=True))
         yield
         log.info("shutting down: draining the prediction log")
-        await batcher.close()
+        exporter.cancel()
+        await app.state.batcher.close()  # the current one: a reload may have replaced it
         await prediction_log.close()
 
     app = FastAPI(title="Sentiment pipeline", version="1", lifespan=lifespan,
@@ -73,11 +84,21 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
     app.state.settings = settings
     app.state.monitor_file = monitor_file or root / MonitorConfig().output_dir / "monitor.json"
     add_exception_handlers(app)
-    for module in (predict, feedback, model, health, dashboard, metrics):
+    auth.install(app, settings, root)  # API keys, scopes and rate limits (serve.auth)
+    for module in (predict, feedback, model, admin, health, dashboard, metrics):
         app.include_router(module.router)
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # outermost: a request over serve.max_inflight is refused before anything else is done for it
+    app.add_middleware(Admission, max_inflight=settings.max_inflight, wait_ms=settings.admission_wait_ms)
     return app
+
+
+async def _export_log_state(metrics: ServiceMetrics, prediction_log: PredictionLog) -> None:
+    """The prediction log's spool and database state into the metrics, every second."""
+    while True:
+        metrics.observe_log(prediction_log)
+        await asyncio.sleep(1.0)
 
 
 def app_from_environment() -> FastAPI:

@@ -2,13 +2,17 @@
 
 Memory stays flat as the file grows: each chunk is read, predicted and appended before the next
 is read. The output is written to a temporary file beside the target and renamed at the end, so
-a failed run leaves no half-written predictions.
+a failed run leaves no half-written predictions (an earlier output stays as it was, and output
+directories the run created are removed again).
+
+Bad input and an unwritable output are a :class:`DataError` of one line naming the file.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,16 +46,32 @@ def file_format(path: Path, given: str | None = None) -> tuple[str, bool]:
     return name, gzipped
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message (pandas' and pyarrow's run to several)."""
+    if isinstance(exc, EOFError):  # gzip: "Compressed file ended before the end-of-stream marker"
+        return "the compressed data ends early (a truncated or partly copied file?)"
+    if isinstance(exc, zlib.error):
+        return f"the compressed data is corrupt ({exc})"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def read_chunks(path: Path, fmt: str, gzipped: bool, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The input file, ``chunk_rows`` rows at a time, values as they are (nulls kept as None)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected a {fmt} file")
     if not path.is_file():
         raise DataError(f"{path}: input file not found")
     try:
         if fmt == "parquet":
+            import pyarrow.lib
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
+            try:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                    yield batch.to_pandas()
+            except pyarrow.lib.ArrowException as exc:  # ArrowInvalid is a ValueError, not every one is
+                raise DataError(f"{path}: cannot be read as parquet: {_reason(exc)}") from None
             return
         compression = "gzip" if gzipped else None
         if fmt == "jsonl":
@@ -63,8 +83,10 @@ def read_chunks(path: Path, fmt: str, gzipped: bool, chunk_rows: int) -> Iterato
                                  na_values=[""])
         with reader:
             yield from reader
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as {fmt}{' (gzip)' if gzipped else ''}: {exc}") from None
+    except pd.errors.EmptyDataError:  # not even a header line
+        raise DataError(f"{path}: empty; a {fmt} file starts with a header line naming its columns") from None
+    except (ValueError, OSError, EOFError, zlib.error) as exc:  # UnicodeDecodeError is a ValueError
+        raise DataError(f"{path}: cannot be read as {fmt}{' (gzip)' if gzipped else ''}: {_reason(exc)}") from None
 
 
 @dataclass
@@ -90,24 +112,21 @@ def prediction_frame(chunk: pd.DataFrame, predictions: Predictions, id_columns: 
 
 
 class _Writer:
-    """Appends frames to one output file of the given format."""
+    """Appends frames to one output file of the given format; ``name`` is what messages call it
+    (the target, not the temporary file written)."""
 
-    def __init__(self, path: Path, fmt: str, gzipped: bool) -> None:
-        self.fmt, self.path, self.rows = fmt, path, 0
-        self.parquet: Any = None  # a pyarrow ParquetWriter, opened with the first frame's schema
+    def __init__(self, path: Path, fmt: str, gzipped: bool, name: Path) -> None:
+        self.fmt, self.path, self.name, self.rows = fmt, path, name, 0
+        self.header_written = False
+        self.parquet: Any = None  # a pyarrow ParquetWriter, opened with the first rows' schema
         self.handle: IO[str] | None = None if fmt == "parquet" else (
             gzip.open(path, "wt", encoding="utf-8", newline="") if gzipped
             else open(path, "w", encoding="utf-8", newline=""))
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.path, table.schema)
-            self.parquet.write_table(table)
+            if len(frame):  # an empty chunk (all skipped) would fix null-typed columns
+                self._write_parquet(frame)
         elif self.handle is None:
             raise AssertionError(f"{self.path}: written after close")
         elif self.fmt == "jsonl":
@@ -116,19 +135,75 @@ class _Writer:
                 self.handle.write(lines if lines.endswith("\n") else lines + "\n")
         else:
             frame.to_csv(self.handle, sep="\t" if self.fmt == "tsv" else ",", index=False,
-                         header=self.rows == 0, lineterminator="\n")
+                         header=not self.header_written, lineterminator="\n")
+            self.header_written = True
         self.rows += len(frame)
 
-    def close(self, empty_columns: list[str]) -> None:
+    def _write_parquet(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.lib
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.parquet is None:
+            # an id column without a value in the first rows has no type yet: text, as csv ids are
+            schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                for f in table.schema], metadata=table.schema.metadata)
+            self.parquet = pq.ParquetWriter(self.path, schema)
+        schema = self.parquet.schema
+        if not table.schema.equals(schema):
+            try:
+                table = table.cast(schema)
+            except (pyarrow.lib.ArrowException, ValueError, TypeError):
+                changed = [f"{f.name}: {f.type} then {table.schema.field(f.name).type}" for f in schema
+                           if f.type != table.schema.field(f.name).type]
+                raise DataError(f"{self.name}: an id column changes type between chunks of the input "
+                                f"({'; '.join(changed)}); parquet needs one type per column: make the "
+                                "column consistent or pass a larger --chunk-rows") from None
+        self.parquet.write_table(table)
+
+    def close(self, columns: list[str], id_columns: list[str]) -> None:
         if self.fmt == "parquet":
-            if self.parquet is None:  # no rows at all: still a valid, empty file
-                pd.DataFrame(columns=empty_columns).to_parquet(self.path, index=False)
+            if self.parquet is None:  # no rows at all: still a valid, empty file, typed
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                text = {"label", *id_columns}
+                pq.write_table(pa.table({c: pa.array([], type=pa.string() if c in text else pa.float64())
+                                         for c in columns}), self.path)
             else:
                 self.parquet.close()
         elif self.handle is not None:
-            if self.rows == 0 and self.fmt != "jsonl":
-                self.handle.write(("\t" if self.fmt == "tsv" else ",").join(empty_columns) + "\n")
+            if not self.header_written and self.fmt != "jsonl":
+                self.handle.write(("\t" if self.fmt == "tsv" else ",").join(columns) + "\n")
             self.handle.close()
+            self.handle = None
+
+    def discard(self) -> None:
+        """Close after a failure (the temporary file is removed with its directory)."""
+        for closable in (self.parquet, self.handle):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # noqa: S110 - the failure being raised is the one to report
+                    pass
+        self.parquet = self.handle = None
+
+
+def _check_output(source: Path, target: Path) -> list[Path]:
+    """Refuse an output that is a directory, the input, or under a file; return the directories
+    that writing it will create (deepest first), to be removed again if the run fails."""
+    if target.is_dir():
+        raise DataError(f"{target}: is a directory; expected a file name for the predictions")
+    if source.exists() and target.resolve() == source.resolve():
+        raise DataError(f"{target}: is the input file; write the predictions to another file")
+    missing, parent = [], target.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"{target}: cannot write the predictions: {parent} is not a directory")
+    return missing
 
 
 def predict_file(predictor: Predictor, source: Path, target: Path, text_column: str = "text",
@@ -136,20 +211,46 @@ def predict_file(predictor: Predictor, source: Path, target: Path, text_column: 
                  chunk_rows: int = 10_000, input_format: str | None = None,
                  output_format: str | None = None, progress: bool | None = None) -> BatchSummary:
     """Predict every row of ``source`` into ``target``; see the module docstring."""
-    from tqdm import tqdm
-
     if chunk_rows < 1:
         raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     id_columns = list(id_columns or [])
     in_fmt, in_gz = file_format(source, input_format)
     out_fmt, out_gz = file_format(target, output_format)
+    created = _check_output(source, target)
+    try:
+        summary = _predict_into(predictor, source, target, text_column, id_columns, on_bad_row, chunk_rows,
+                                (in_fmt, in_gz), (out_fmt, out_gz), progress)
+    except BaseException as exc:
+        for directory in created:  # deepest first; only while empty
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, OSError):  # reading errors are DataErrors by now: this is the output
+            raise DataError(f"{target}: cannot write the predictions: {exc.strerror or _reason(exc)}") from None
+        raise
+    if summary.bad_rows:
+        listed = ", ".join(map(str, summary.bad_rows[:MAX_LISTED_ROWS]))
+        log.warning("%s: skipped %d row(s) whose %r is missing or not text: %s%s", source,
+                    len(summary.bad_rows), text_column, listed,
+                    " ..." if len(summary.bad_rows) > MAX_LISTED_ROWS else "")
+    log.info("%d rows in, %d predicted into %s; labels %s", summary.rows_in, summary.rows_out,
+             target, summary.label_counts)
+    return summary
+
+
+def _predict_into(predictor: Predictor, source: Path, target: Path, text_column: str, id_columns: list[str],
+                  on_bad_row: Literal["fail", "skip"], chunk_rows: int, input_format: tuple[str, bool],
+                  output_format: tuple[str, bool], progress: bool | None) -> BatchSummary:
+    from tqdm import tqdm
+
     summary = BatchSummary(label_counts={name: 0 for name in predictor.classes})
     columns = [*id_columns, "label", "confidence", *(f"p_{c}" for c in predictor.classes)]
     shown = None if progress is None else not progress
     with atomic_path(target) as staged, tqdm(desc="predict", unit="row", disable=shown) as bar:
-        writer = _Writer(staged, out_fmt, out_gz)
+        writer = _Writer(staged, *output_format, name=target)
         try:
-            for chunk in read_chunks(source, in_fmt, in_gz, chunk_rows):
+            for chunk in read_chunks(source, *input_format, chunk_rows):
                 missing = [c for c in [text_column, *id_columns] if c not in chunk.columns]
                 if missing:
                     raise DataError(f"{source}: no column(s) {missing}; the file has {list(chunk.columns)} "
@@ -172,13 +273,8 @@ def predict_file(predictor: Predictor, source: Path, target: Path, text_column: 
                 for label in predictions.labels:
                     summary.label_counts[label] += 1
                 bar.update(rows_read)
-        finally:
-            writer.close(columns)
-    if summary.bad_rows:
-        listed = ", ".join(map(str, summary.bad_rows[:MAX_LISTED_ROWS]))
-        log.warning("%s: skipped %d row(s) whose %r is missing or not text: %s%s", source,
-                    len(summary.bad_rows), text_column, listed,
-                    " ..." if len(summary.bad_rows) > MAX_LISTED_ROWS else "")
-    log.info("%d rows in, %d predicted into %s; labels %s", summary.rows_in, summary.rows_out,
-             target, summary.label_counts)
+            writer.close(columns, id_columns)
+        except BaseException:
+            writer.discard()
+            raise
     return summary

@@ -39,6 +39,7 @@ class MicroBatcher:
         self.queue: asyncio.Queue[tuple[str, asyncio.Future]] = asyncio.Queue()
         self.task: asyncio.Task | None = None
         self.batches = 0
+        self.outstanding = 0  # texts handed to predict() whose result is not back yet
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name="micro-batcher")
@@ -49,7 +50,11 @@ class MicroBatcher:
         futures = [loop.create_future() for _ in texts]
         for text, future in zip(texts, futures, strict=True):
             self.queue.put_nowait((text, future))
-        rows: list[Row] = await asyncio.gather(*futures)
+        self.outstanding += len(texts)
+        try:
+            rows: list[Row] = await asyncio.gather(*futures)
+        finally:
+            self.outstanding -= len(texts)
         classes = self.predictor.classes
         return Predictions(
             classes=classes,
@@ -79,6 +84,14 @@ class MicroBatcher:
             if not future.done():  # the request may have been cancelled (client went away)
                 future.set_result(Row(int(result.label_index[i]), float(result.confidence[i]),
                                       result.probabilities[i], int(result.cleaned_length[i])))
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every text already handed in has its result (a model being replaced
+        finishes the requests that started on it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.outstanding and loop.time() < deadline:
+            await asyncio.sleep(max(self.max_wait, 0.001))
 
     async def close(self) -> None:
         if self.task is not None:

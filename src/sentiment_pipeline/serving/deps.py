@@ -11,12 +11,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 
 from sentiment_pipeline.core.config import ServeConfig
 from sentiment_pipeline.dashboard.page import Evaluation
 from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.predlog.prediction_log import PredictionLog
+from sentiment_pipeline.serving.auth import (
+    AccessControl,
+    Principal,
+    authenticate,
+    authenticate_browser,
+    presented_key_or_cookie,
+)
 from sentiment_pipeline.serving.batching import MicroBatcher
 from sentiment_pipeline.serving.metrics import ServiceMetrics
 
@@ -38,3 +45,13 @@ BatcherDep = Annotated[MicroBatcher, Depends(from_state("batcher"))]
 MetricsDep = Annotated[ServiceMetrics, Depends(from_state("metrics"))]
 EvaluationDep = Annotated[Evaluation, Depends(from_state("evaluation"))]
 MonitorFileDep = Annotated[Path, Depends(from_state("monitor_file"))]
+AccessDep = Annotated[AccessControl, Depends(from_state("access"))]
+
+# Who is asking (serving/auth.py): a key holding the scope, else 401 (no key, unknown or revoked)
+# or 403 (another scope) or 429 (its rate limit). FastAPI's Security() puts the schemes and the
+# scope in the OpenAPI schema. /v1/predict also takes the dashboard's login cookie (its text box).
+PredictPrincipal = Annotated[Principal, Security(authenticate_browser, scopes=["predict"])]
+FeedbackPrincipal = Annotated[Principal, Security(authenticate, scopes=["feedback"])]
+AdminPrincipal = Annotated[Principal, Security(authenticate, scopes=["admin"])]
+KeyPrincipal = Annotated[Principal, Security(authenticate)]  # any valid key
+PresentedKeyDep = Annotated[str | None, Depends(presented_key_or_cookie)]  # the dashboard checks it itself

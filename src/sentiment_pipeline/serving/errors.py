@@ -15,9 +15,10 @@ from sentiment_pipeline.serving.schemas import ErrorDetail, ErrorResponse
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, error: str, details: list[tuple[str, str]] | tuple = ()) -> JSONResponse:
+def error_response(status: int, error: str, details: list[tuple[str, str]] | tuple = (),
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(error=error, details=[ErrorDetail(field=f, message=m) for f, m in details])
-    return JSONResponse(status_code=status, content=body.model_dump())
+    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
 
 
 def field_name(location: tuple) -> str:

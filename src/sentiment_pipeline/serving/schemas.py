@@ -63,11 +63,17 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
+PREDICTION_ID_PATTERN = "^[0-9a-f]{32}$"
+
+
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"prediction_id": "9b2e6f0c1a3d4e5f8a7b6c5d4e3f2a1b", "label": "neutral"}]})
 
-    prediction_id: str = Field(min_length=1, max_length=32, description="From a /v1/predict answer.")
+    # what /v1/predict hands out (routes/predict.py prediction_ids): anything else is a 422 on
+    # every backend, before the database sees it (PostgreSQL refuses a NUL in text: a 500 otherwise)
+    prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN,
+                               description="From a /v1/predict answer: 32 lowercase hex digits.")
     label: str = Field(description="The correct label, one of the model's classes.")
 
 

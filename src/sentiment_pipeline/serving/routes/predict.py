@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sentiment_pipeline.predlog.prediction_log import now
-from sentiment_pipeline.serving.deps import BatcherDep, MetricsDep, PredictionLogDep, PredictorDep, SettingsDep
+from sentiment_pipeline.serving.auth import AUTH_RESPONSES
+from sentiment_pipeline.serving.deps import (
+    BatcherDep,
+    MetricsDep,
+    PredictionLogDep,
+    PredictorDep,
+    PredictPrincipal,
+    SettingsDep,
+)
 from sentiment_pipeline.serving.errors import error_response
 from sentiment_pipeline.serving.schemas import ERRORS, PredictRequest, PredictResponse
 
-router = APIRouter(tags=["predictions"])
+router = APIRouter(tags=["predictions"], responses=AUTH_RESPONSES)  # every route needs a key
+
+# Requests of batch_max_texts texts or more are predicted here, off the event loop: tens of
+# milliseconds of model on the loop would hold up /healthz and every small request behind them.
+# One thread: such requests take turns rather than fight over the GIL (and with the loop) together.
+LARGE_REQUESTS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-large")
 
 
 def json_response(content: dict, status: int = 200) -> Response:
@@ -31,10 +46,15 @@ def prediction_ids(n: int) -> list[str]:
 
 @router.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
 async def predict(body: PredictRequest, request: Request, predictor: PredictorDep, prediction_log: PredictionLogDep,
-                  settings: SettingsDep, batcher: BatcherDep, metrics: MetricsDep) -> Response:
+                  settings: SettingsDep, batcher: BatcherDep, metrics: MetricsDep,
+                  principal: PredictPrincipal) -> Response:
     """Label, confidence and class probabilities for one text or a list of texts; each
     prediction is logged with its id (see /v1/feedback)."""
     started = time.perf_counter()
+    if not prediction_log.accepting:  # serve.log_overflow: reject, and the spool is full
+        return error_response(503, "the prediction log is full (its database has been away too long)",
+                              [("service", "retry later; the operator is told by /readyz and the metrics")],
+                              headers={"Retry-After": "30"})
     texts = body.all_texts
     if len(texts) > settings.max_texts_per_request:
         return error_response(413, f"{len(texts)} texts, more than serve.max_texts_per_request="
@@ -47,7 +67,7 @@ async def predict(body: PredictRequest, request: Request, predictor: PredictorDe
     if len(texts) < settings.batch_max_texts:  # small requests share model calls
         result = await batcher.predict(texts)
     else:
-        result = predictor.predict(texts)  # on the loop's thread, as the micro-batcher does
+        result = await asyncio.get_running_loop().run_in_executor(LARGE_REQUESTS, predictor.predict, texts)
     version = predictor.version
     request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
     latency_ms = (time.perf_counter() - started) * 1000
@@ -63,7 +83,7 @@ async def predict(body: PredictRequest, request: Request, predictor: PredictorDe
         rows.append(prediction_log.row(
             prediction_id=ids[i], request_id=request_id, text=texts[i], cleaned_length=lengths[i],
             label=label, confidence=confidences[i], probabilities=probabilities,
-            model_version=version, latency_ms=latency_ms, created_at=created_at))
+            model_version=version, latency_ms=latency_ms, created_at=created_at, key_id=principal.key_id))
     await prediction_log.record(rows)
     # Built as PredictResponse documents it (response_model), serialised directly: FastAPI's
     # re-validation of a returned model would cost as much as the prediction.

@@ -1,0 +1,101 @@
+"""The prediction log's tables, and their migrations (Alembic, in ``migrations/``).
+
+``upgrade`` brings any log to the newest revision: an empty database gets the tables, a log
+written before migrations existed (the tables, no ``alembic_version``) is stamped as revision
+0001 (the schema it has), and then every later revision runs. Workers of one server start at
+the same time, so on PostgreSQL the upgrade holds an advisory lock; ``serve`` upgrades once,
+before it starts them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("prediction_id", String(32), nullable=False, unique=True),
+    Column("request_id", String(128), nullable=False, index=True),
+    Column("text", Text, nullable=True),  # NULL when serve.log_text is false
+    Column("text_sha256", String(64), nullable=False),
+    Column("cleaned_length", Integer, nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("model_version", String(32), nullable=False, index=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("key_id", String(32), nullable=True, index=True),  # the API key that asked (0002)
+)
+
+feedback = Table(
+    "feedback", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("prediction_id", String(32), nullable=False, index=True),
+    Column("label", String(64), nullable=False),
+    Column("feedback_id", String(32), nullable=True),
+    Column("key_id", String(32), nullable=True, index=True),
+    # unique: the spool ships a row again after a crash between commit and checkpoint (0002)
+    Index("ix_feedback_feedback_id", "feedback_id", unique=True),
+)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+LEGACY_REVISION = "0001"  # the schema of logs written before migrations existed
+
+
+def _config(connection: Connection | None = None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the log's schema to the newest revision; returns it."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(74217)"))  # one upgrader at a time
+        if current_revision(connection) is None and inspect(connection).has_table(predictions.name):
+            command.stamp(_config(connection), LEGACY_REVISION)
+        command.upgrade(_config(connection), "head")
+        revision = current_revision(connection)
+    assert revision is not None
+    return revision

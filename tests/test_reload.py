@@ -1,0 +1,120 @@
+"""Hot reload: the served model replaced while requests flow, none refused or failed, each
+answered whole by one model and naming it; a model that fails verification is refused and the
+old one keeps serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from sentiment_pipeline.core.config import ServeConfig
+from sentiment_pipeline.inference.artifacts import ModelIntegrityError
+from sentiment_pipeline.inference.predictor import Predictor
+from sentiment_pipeline.serving import auth
+from sentiment_pipeline.serving.app import create_app
+
+from .test_log_durability import Load, _project, _serve
+from .test_serving_api import free_port, wait_ready
+
+TEXTS = ["lost my bag again", "great crew, thanks!", "when does boarding start?"]
+
+
+def _renamed(predictor: Predictor, version: str) -> Predictor:
+    """The same model under another version (what a new models/final looks like to clients)."""
+    return Predictor(predictor.model, predictor.normalizer, predictor.classes,
+                     {**predictor.metadata, "version": version})
+
+
+def test_a_reload_swaps_the_model_between_requests_and_none_fails(small_predictor, tmp_path):
+    versions = iter(["v-one", "v-two"])
+    loaded: list[str] = []
+
+    def load() -> Predictor:
+        predictor = _renamed(small_predictor, next(versions))
+        loaded.append(predictor.version)
+        return predictor
+
+    settings = ServeConfig(database_url=f"sqlite:///{tmp_path / 'log.db'}", rate_limit_per_second=None)
+    with TestClient(create_app(settings, load, tmp_path)) as client:
+        stop, answers = threading.Event(), []
+
+        def traffic() -> None:
+            while not stop.is_set():
+                response = client.post("/v1/predict", json={"texts": TEXTS})
+                answers.append((response.status_code, response.json()))
+
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(4):
+                pool.submit(traffic)
+            time.sleep(0.3)
+            reloaded = client.post("/v1/admin/reload")
+            time.sleep(0.3)
+            stop.set()
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json() == {"status": "reloaded", "model_version": "v-two", "previous_version": "v-one"}
+        assert client.get("/v1/model").json()["version"] == "v-two"
+    assert loaded == ["v-one", "v-two"]
+    assert {status for status, _ in answers} == {200}
+    seen = [body["model_version"] for _, body in answers]
+    assert seen[0] == "v-one" and seen[-1] == "v-two"
+    for _, body in answers:  # each answer whole from one model
+        assert {p["model_version"] for p in body["predictions"]} == {body["model_version"]}
+
+
+def test_a_model_that_fails_verification_is_refused_and_the_old_one_serves(small_predictor, tmp_path):
+    calls = {"n": 0}
+
+    def load() -> Predictor:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise ModelIntegrityError("models/final: hash 1234 does not match dvc.lock's 5678")
+        return small_predictor
+
+    settings = ServeConfig(database_url=f"sqlite:///{tmp_path / 'log.db'}")
+    with TestClient(create_app(settings, load, tmp_path)) as client:
+        refused = client.post("/v1/admin/reload")
+        assert refused.status_code == 409, refused.text
+        assert "does not match" in refused.json()["details"][0]["message"]
+        assert client.post("/v1/predict", json={"text": "great"}).json()["model_version"] == small_predictor.version
+
+
+def test_reloading_needs_the_admin_scope(small_predictor, tmp_path):
+    store = tmp_path / "logs/keys/api_keys.json"
+    predict_key = auth.create_key(store, "app", ["predict"])[1]
+    admin_key = auth.create_key(store, "ops", ["admin"])[1]
+    settings = ServeConfig(database_url=f"sqlite:///{tmp_path / 'log.db'}")
+    with TestClient(create_app(settings, lambda: small_predictor, tmp_path)) as client:
+        assert client.post("/v1/admin/reload").status_code == 401
+        assert client.post("/v1/admin/reload", headers={"Authorization": f"Bearer {predict_key}"}).status_code == 403
+        assert client.post("/v1/admin/reload", headers={"Authorization": f"Bearer {admin_key}"}).status_code == 200
+
+
+@pytest.mark.e2e
+def test_sighup_reloads_a_real_server_under_load_without_a_failed_request(served_project, tmp_path):
+    project = _project(served_project, tmp_path)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _serve(project, port, f"sqlite:///{project / 'log.db'}")
+    try:
+        wait_ready(url, server)
+        with Load(url) as load:
+            time.sleep(1)
+            for _ in range(3):
+                server.send_signal(signal.SIGHUP)
+                time.sleep(1.5)
+        assert server.poll() is None, "SIGHUP stopped the server"
+        assert len(load.statuses) > 50 and set(load.statuses) == {200}, sorted(set(load.statuses))
+        with httpx.Client(base_url=url) as http:
+            assert http.get("/readyz").status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    assert stderr.count("reloaded: serving model") == 3, stderr[-3000:]
+    assert os.path.exists(project / "log.db")
