@@ -238,3 +238,39 @@ def test_prune_deletes_what_is_older_than_the_cutoff(tmp_path):
         kept = connection.execute(select(predictions.c.prediction_id)).scalars().all()
     assert kept == [r["prediction_id"] for r in rows[:3]]
     engine.dispose()
+
+
+def test_a_failed_write_is_cut_back_so_its_retry_lands_once(tmp_path, monkeypatch):
+    spool = SpoolDir.create(tmp_path)
+    writer = SpoolWriter(spool)
+    writer.append([b'{"n": 1}'])
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        writer.append([b'{"n": 2}', b'{"n": 3}'])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    writer.append([b'{"n": 2}', b'{"n": 3}'])  # the flusher's retry
+    records, _ = spool.read(10)
+    assert [orjson.loads(r)["n"] for r in records] == [1, 2, 3]
+
+
+def test_a_damaged_record_is_skipped_and_the_rest_shipped(tmp_path):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    spool_dir = tmp_path / "spool"
+    dead = SpoolDir.create(spool_dir)
+    writer = SpoolWriter(dead)
+    log = PredictionLog(connect(url), LogSettings(spool_dir=spool_dir, flush_seconds=0.01))
+    good = [orjson.dumps({"k": "p", "r": _row(log, i)}) for i in range(3)]
+    writer.append([good[0], b'{"k": "p", "r": {"crea', good[1], good[2]])
+    os.close(dead._lock_fd)  # its process died
+
+    async def ship():
+        log.start()
+        for _ in range(200):
+            if len(_ids(url)) == 3:
+                break
+            await asyncio.sleep(0.05)
+        await log.close()
+
+    asyncio.run(ship())
+    assert _ids(url) == [f"{i:032x}" for i in range(3)] and log.refused == 1

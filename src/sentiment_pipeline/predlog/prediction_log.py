@@ -108,9 +108,10 @@ class LogSettings:
     segment_bytes: int = 16 << 20
 
 
+BACKPRESSURE_SECONDS = 5.0  # the longest a request waits for a slow spool before going on (rows stay queued)
 PRUNE_EVERY_SECONDS = 3600  # serve.retention_days: how often a worker deletes what has expired
 
-# database errors that say "not now" (retry the batch) rather than "never this row" (skip it)
+# database errors that say "never this row" (skip it) rather than "not now" (retry the batch)
 _ROW_REFUSED = (IntegrityError, DataError_)
 
 
@@ -144,6 +145,7 @@ class PredictionLog:
         self._writer: SpoolWriter | None = None
         self._adopted: list[SpoolDir] = []
         self._next_prune = 0.0
+        self._stop_deadline = float("inf")
 
     # ---------------------------------------------------------------- rows
     def row(self, *, prediction_id: str, request_id: str, text: str, cleaned_length: int,
@@ -191,9 +193,9 @@ class PredictionLog:
             self._recorded_seq += len(records)
             self._unshipped_ids.update(row["prediction_id"] for kind, row in records if kind == "p")
             backlog = len(self._pending)
-        if backlog >= self.settings.queue_size:  # the disk is slower than the traffic: wait
-            target = self._recorded_seq
-            while self._spooled_seq < target and not self._stopping.is_set():
+        if backlog >= self.settings.queue_size:  # the disk is slower than the traffic: wait (a while)
+            target, deadline = self._recorded_seq, time.monotonic() + BACKPRESSURE_SECONDS
+            while self._spooled_seq < target and not self._stopping.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(self.settings.flush_seconds / 2)
 
     def start(self) -> None:
@@ -213,6 +215,26 @@ class PredictionLog:
             thread.start()
 
     def _flush_loop(self) -> None:
+        while True:
+            try:
+                if self._flush_once():
+                    return
+            except Exception:  # a bug must not silently stop the log: say it, keep going
+                log.exception("prediction log: the spool writer failed; retrying in 1 s")
+                time.sleep(1.0)
+
+    def _serialised(self, batch: list[tuple[str, dict]]) -> list[bytes]:
+        lines = []
+        for kind, row in batch:
+            try:
+                lines.append(orjson.dumps({"k": kind, "r": row}))
+            except TypeError as exc:  # a value JSON cannot hold: this record can never be logged
+                self.refused += 1
+                log.error("prediction log: a %s record cannot be written: %s", kind, exc)
+        return lines
+
+    def _flush_once(self) -> bool:
+        """One group commit; True once stopping and nothing is left."""
         assert self._writer is not None
         while True:
             with self._lock:
@@ -220,7 +242,7 @@ class PredictionLog:
                     self._wake_flusher.wait(self.settings.flush_seconds)
                 batch, self._pending = self._pending, []
             if batch:
-                lines = [orjson.dumps({"k": kind, "r": row}) for kind, row in batch]
+                lines = self._serialised(batch)
                 try:
                     written = self._writer.append(lines)
                 except OSError as exc:  # a full or failing disk: keep the rows, try again
@@ -234,7 +256,7 @@ class PredictionLog:
                     self._unshipped_bytes += written
                 self._wake_shipper.set()
             elif self._stopping.is_set():
-                return
+                return True
             else:
                 time.sleep(self.settings.flush_seconds)  # group commit: one fsync per interval
 
@@ -253,9 +275,32 @@ class PredictionLog:
                      *removed, days)
 
     def _ship_loop(self) -> None:
+        while True:
+            try:
+                if self._ship():
+                    return
+            except Exception:  # a bug or a failing disk must not silently stop shipping
+                log.exception("prediction log: the shipper failed; retrying in 1 s")
+                self.database_up = False
+                time.sleep(1.0)
+
+    def _decoded(self, lines: list[bytes]) -> list[dict]:
+        records = []
+        for line in lines:
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError:  # a damaged line (e.g. from a failing disk): skip it, say so
+                self.refused += 1
+                log.error("prediction log: a damaged spool record was skipped: %r", line[:80])
+        return records
+
+    def _ship(self) -> bool:
+        """Ship until stopped; True when done."""
         assert self.spool is not None
         backoff = 0.1
         while True:
+            if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
+                return True  # what is left stays spooled for the next start
             self._prune_if_due()
             progressed = False
             for spool in [*self._adopted, self.spool]:
@@ -264,8 +309,9 @@ class PredictionLog:
                     if position != spool.position:  # skipped an unfinished record
                         spool.checkpoint(position)
                     continue
+                decoded = self._decoded(records)
                 try:
-                    self._insert([orjson.loads(line) for line in records])
+                    self._insert(decoded)
                 except Exception as exc:  # the database is away: keep the records, try again
                     if self.database_up:
                         log.warning("prediction log: database unreachable (%s); spooling to %s until it is back",
@@ -284,12 +330,12 @@ class PredictionLog:
                     self.shipped += len(records)
                     if spool is self.spool:
                         self._shipped_seq += len(records)
-                        for line in records:
-                            self._unshipped_ids.discard(orjson.loads(line)["r"]["prediction_id"])
+                        for record in decoded:
+                            self._unshipped_ids.discard(record["r"].get("prediction_id"))
             self._adopted = [d for d in self._adopted if not (d.pending_bytes() == 0 and d.release())]
             if not progressed:
                 if self._stopping.is_set() and (not self.database_up or self._shipped_seq >= self._spooled_seq):
-                    return
+                    return True
                 self._wake_shipper.wait(0.2)
                 self._wake_shipper.clear()
 
@@ -342,12 +388,13 @@ class PredictionLog:
         """Spool what is pending, ship for up to ``drain_seconds``, stop; what is left stays in
         the spool for the next start."""
         drained = await self.flush(self.settings.drain_seconds)
+        self._stop_deadline = time.monotonic() + 1.0  # the shipper finishes its batch, then stops
         self._stopping.set()
         with self._lock:
             self._wake_flusher.notify()
         self._wake_shipper.set()
         for thread in self._threads:
-            await asyncio.to_thread(thread.join)
+            await asyncio.to_thread(thread.join, 30.0)
         left = 0
         if self._writer is not None:
             self._writer.close()

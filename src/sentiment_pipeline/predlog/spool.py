@@ -54,10 +54,15 @@ class SpoolDir:
     def create(cls, root: Path) -> SpoolDir:
         """A new directory for this process under ``root``, locked."""
         root.mkdir(parents=True, exist_ok=True)
-        path = root / f"{os.getpid()}-{secrets.token_hex(4)}"
-        path.mkdir()
-        fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        # made and locked under a hidden name, then renamed: a worker starting at the same time
+        # never sees it unlocked (it would adopt it as a dead process's)
+        staging = root / f".{name}"
+        staging.mkdir()
+        fd = os.open(staging / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path = root / name
+        os.rename(staging, path)
         _fsync_dir(root)
         return cls(path, fd, owned=True)
 
@@ -67,7 +72,7 @@ class SpoolDir:
         found: list[SpoolDir] = []
         if not root.is_dir():
             return found
-        for path in sorted(p for p in root.iterdir() if p.is_dir() and p not in exclude):
+        for path in sorted(p for p in root.iterdir() if p.is_dir() and p not in exclude and not p.name.startswith(".")):
             try:
                 fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             except OSError:
@@ -186,9 +191,18 @@ class SpoolWriter:
             self.size = 0
             _fsync_dir(self.spool.path)
         data = b"\n".join(records) + b"\n"
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError:
+            # a full or failing disk: cut the segment back to its last whole record, so that a
+            # retry of the same batch appends it once, after a clean line end
+            self._file.close()
+            with open(self.spool.segment_path(self.number), "r+b") as segment:
+                segment.truncate(self.size)
+            self._file = open(self.spool.segment_path(self.number), "ab")  # noqa: SIM115
+            raise
         self.size += len(data)
         return len(data)
 
