@@ -3,12 +3,15 @@
 ``upgrade`` brings any log to the newest revision: an empty database gets the tables, a log
 written before migrations existed (the tables, no ``alembic_version``) is stamped as revision
 0001 (the schema it has), and then every later revision runs. Workers of one server start at
-the same time, so on PostgreSQL the upgrade holds an advisory lock; ``serve`` upgrades once,
-before it starts them.
+the same time, so one upgrades at a time (PostgreSQL: an advisory lock; SQLite: a ``flock`` on a
+file beside the database); ``serve`` also upgrades once, before it starts them.
 """
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import (
@@ -86,11 +89,27 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+@contextmanager
+def _one_upgrader(engine: Engine) -> Iterator[None]:
+    """Workers starting together must not both create the tables: on PostgreSQL an advisory lock
+    does it (in ``upgrade``); a SQLite file gets an exclusive ``flock`` on ``<file>.migrate-lock``."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine) -> str:
     """Bring the log's schema to the newest revision; returns it."""
     from alembic import command
 
-    with engine.begin() as connection:
+    with _one_upgrader(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(74217)"))  # one upgrader at a time
         if current_revision(connection) is None and inspect(connection).has_table(predictions.name):
