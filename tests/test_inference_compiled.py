@@ -4,7 +4,6 @@ ensembles for one text, many texts, empty texts and unknown words, in either cla
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,6 +24,8 @@ from sentiment_pipeline.pipeline.features import build_vectorizer
 from sentiment_pipeline.pipeline.forest import DenseRandomForest
 from sentiment_pipeline.pipeline.models import CalibratedLinearSVC, NaiveBayes
 from sentiment_pipeline.pipeline.text import TextNormalizer
+
+from .test_serving_compiled import assert_a_compiled_path_off_by_one_ulp_is_refused
 
 # What a served text may look like once cleaned, beside the held-out tweets: nothing at all,
 # only whitespace, words no model saw, one letter, odd whitespace, non-ASCII, a repeated word.
@@ -333,17 +334,8 @@ def test_the_predictor_serves_the_compiled_ensemble_in_either_class_order(tweets
 
 def test_a_compiled_ensemble_that_disagrees_is_not_served(tweets, monkeypatch, caplog):
     model, normalizer, classes = _ensemble(tweets, _the_default_members())
-    real = compiled.CompiledEnsemble.predict_with_proba
-
-    def off_by_one_ulp(self, texts):
-        labels, proba = real(self, texts)
-        return labels, np.nextafter(proba, 2.0)
-
-    monkeypatch.setattr(compiled.CompiledEnsemble, "predict_with_proba", off_by_one_ulp)
-    with caplog.at_level(logging.WARNING):
-        predictor = Predictor(model, normalizer, classes, {})
-    assert predictor.compiled is None
-    assert "differs from scikit-learn" in caplog.text
+    assert_a_compiled_path_off_by_one_ulp_is_refused(compiled.CompiledEnsemble, model, normalizer, classes,
+                                                     monkeypatch, caplog)
 
 
 def test_threads_share_one_compiled_path(tweets):

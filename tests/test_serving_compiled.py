@@ -99,19 +99,25 @@ def test_predictor_uses_the_compiled_path_and_matches(airline_sample):
     _assert_predictor_compiles_and_matches(model, normalizer, classes, list(airline_sample["text"][200:]))
 
 
-def test_a_compiled_path_that_disagrees_is_not_used(airline_sample, monkeypatch, caplog):
-    model, normalizer, classes = _fitted(airline_sample["text"][:200], airline_sample["label"][:200].tolist())
-    real = compiled_module.CompiledCalibratedSVM.predict_with_proba
+def assert_a_compiled_path_off_by_one_ulp_is_refused(compiled_class, model, normalizer, classes, monkeypatch, caplog):
+    """The Predictor's load-time check: ``compiled_class`` answering one ulp off is not served."""
+    real = compiled_class.predict_with_proba
 
     def off_by_one_ulp(self, texts):
         labels, proba = real(self, texts)
         return labels, np.nextafter(proba, 2.0)
 
-    monkeypatch.setattr(compiled_module.CompiledCalibratedSVM, "predict_with_proba", off_by_one_ulp)
+    monkeypatch.setattr(compiled_class, "predict_with_proba", off_by_one_ulp)
     with caplog.at_level(logging.WARNING):
         predictor = Predictor(model, normalizer, classes, {})
     assert predictor.compiled is None
     assert "differs from scikit-learn" in caplog.text
+
+
+def test_a_compiled_path_that_disagrees_is_not_used(airline_sample, monkeypatch, caplog):
+    model, normalizer, classes = _fitted(airline_sample["text"][:200], airline_sample["label"][:200].tolist())
+    assert_a_compiled_path_off_by_one_ulp_is_refused(compiled_module.CompiledCalibratedSVM, model, normalizer, classes,
+                                                     monkeypatch, caplog)
 
 
 def _fitted_ensemble(texts, labels, method="soft_vote"):
