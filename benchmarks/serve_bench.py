@@ -75,7 +75,7 @@ WRK_SCRIPT = textwrap.dedent('''
     local i = 0
     request = function()
       i = i %% #bodies + 1
-      return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
+      return wrk.format("POST", nil, {["Content-Type"] = "application/json"%s}, bodies[i])
     end
 ''')
 
@@ -103,10 +103,13 @@ WRK_STATUS_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def run_wrk(url: str, body_key: str, seconds: int, connections: int, workdir: Path, timeout_s: int = 2) -> dict:
+def run_wrk(url: str, body_key: str, seconds: int, connections: int, workdir: Path, timeout_s: int = 2,
+            key: str | None = None) -> dict:
+    """wrk's numbers for POSTs of single texts to ``url`` (with ``key`` as a bearer token if given)."""
     bodies = ", ".join(json.dumps(json.dumps({body_key: t})) for t in TEXTS)
+    auth = f', ["Authorization"] = "Bearer {key}"' if key else ""
     script = workdir / "post.lua"
-    script.write_text(WRK_SCRIPT % bodies + WRK_STATUS_SCRIPT)
+    script.write_text(WRK_SCRIPT % (bodies, auth) + WRK_STATUS_SCRIPT)
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
 
@@ -169,9 +172,10 @@ def _get(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode()
 
 
-def _post(path: str, body: dict) -> bytes:
+def _post(path: str, body: dict, key: str | None = None) -> bytes:
     data = json.dumps(body).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{auth}"
             f"Content-Length: {len(data)}\r\n\r\n").encode() + data
 
 
@@ -191,13 +195,14 @@ def health_probe(address: tuple[str, int], stop: threading.Event, samples: list,
         stop.wait(interval)
 
 
-def predict_probe(address: tuple[str, int], stop: threading.Event, samples: list, pause: float = 0.02) -> None:
+def predict_probe(address: tuple[str, int], stop: threading.Event, samples: list, pause: float = 0.02,
+                  key: str | None = None) -> None:
     """Single-text predictions on one keep-alive connection, one every ``pause`` seconds or so, as
     a client that honours Retry-After (after a 503 it waits that long): (status, milliseconds) into
     ``samples``; what admitted requests wait under wrk's load."""
     connection, i = None, 0
     while not stop.is_set():
-        request = _post("/v1/predict", {"text": TEXTS[i % len(TEXTS)]})
+        request = _post("/v1/predict", {"text": TEXTS[i % len(TEXTS)]}, key)
         started = time.perf_counter()
         headers: dict[str, str] = {}
         try:
@@ -211,14 +216,15 @@ def predict_probe(address: tuple[str, int], stop: threading.Event, samples: list
 
 @contextmanager
 def probing(address: tuple[str, int], predict_clients: int = 0, health: bool = True,
-            delay: float = 1.0) -> Iterator[dict[str, list]]:
+            delay: float = 1.0, key: str | None = None) -> Iterator[dict[str, list]]:
     """Probe threads running (after ``delay`` s: the load first builds up) while the block runs;
     their samples by kind once they stopped (a probe in flight finishes, up to its 10 s timeout:
     a slow answer is what is measured)."""
     stop, samples = threading.Event(), {"health": [], "predict": []}
-    targets: list[tuple[Callable, list]] = [(health_probe, samples["health"])] if health else []
-    targets += [(predict_probe, samples["predict"])] * predict_clients
-    threads = [threading.Thread(target=target, args=(address, stop, into), daemon=True) for target, into in targets]
+    targets: list[tuple[Callable, list, dict]] = [(health_probe, samples["health"], {})] if health else []
+    targets += [(predict_probe, samples["predict"], {"key": key})] * predict_clients
+    threads = [threading.Thread(target=target, args=(address, stop, into), kwargs=kwargs, daemon=True)
+               for target, into, kwargs in targets]
 
     def start() -> None:
         if not stop.wait(delay):
@@ -259,7 +265,8 @@ def summarize_probes(samples: dict[str, list]) -> dict:
             "probe_shed_share": (sum(1 for s, _ in samples["predict"] if s == 503) / predictions) if predictions else None}
 
 
-def bench_batch_endpoint(url: str, seconds: float, clients: int, size: int = 256) -> tuple[float, int]:
+def bench_batch_endpoint(url: str, seconds: float, clients: int, size: int = 256,
+                         key: str | None = None) -> tuple[float, int]:
     """Requests of ``size`` texts from ``clients`` concurrent clients (one per worker keeps every
     worker busy): texts per second over ``seconds``."""
     from concurrent.futures import ThreadPoolExecutor
@@ -269,7 +276,7 @@ def bench_batch_endpoint(url: str, seconds: float, clients: int, size: int = 256
 
     def client() -> int:
         done = 0
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"} if key else None) as http:
             while time.perf_counter() - started < seconds:
                 response = http.post(url, json={"texts": texts})
                 if response.status_code == 503:  # shed: a client waits as long as Retry-After says
@@ -285,14 +292,24 @@ def bench_batch_endpoint(url: str, seconds: float, clients: int, size: int = 256
 
 
 def bench_ours(seconds: int, connections: int, workdir: Path, workers: int, overload_connections: int = 1000,
-               repeats: int = 1, flood_clients: int = 8, project: Path = ROOT) -> dict:
+               repeats: int = 1, flood_clients: int = 8, project: Path = ROOT, auth: bool = True) -> dict:
     """Our server under ``connections``, then ``overload_connections`` (wrk), then a flood of
     256-text requests from ``flood_clients`` clients, ``repeats`` times in turn; the medians of each
-    number over the repeats, every run under ``runs``."""
+    number over the repeats, every run under ``runs``. With ``auth`` every request carries an API
+    key (from a key store of its own, scope predict, a rate limit far above what is reached), as in
+    production; without it the server runs with ``serve.auth: none``."""
     port, database = common.free_port(), workdir / "log.db"
-    # the prediction log and its spool in the work directory: nothing shared with another server of the project
+    # the prediction log, its spool and the key store in the work directory: nothing shared with
+    # another server of the project
     env = {**os.environ, "SENTIMENT_SERVE_DATABASE_URL": f"sqlite:///{database}", "SENTIMENT_LOG_LEVEL": "warning",
-           "SENTIMENT_SERVE_SPOOL_DIR": str(workdir / "spool")}
+           "SENTIMENT_SERVE_SPOOL_DIR": str(workdir / "spool"), "SENTIMENT_SERVE_AUTH": "keys" if auth else "none",
+           "SENTIMENT_SERVE_KEYS_FILE": str(workdir / "api_keys.json")}
+    key = None
+    if auth:
+        from sentiment_pipeline.serving.auth import create_key
+
+        _, key = create_key(workdir / "api_keys.json", "serve benchmark", ["predict"],
+                            rate_limit_per_second=1e9, rate_limit_burst=10**9)
     url, address = f"http://127.0.0.1:{port}", ("127.0.0.1", port)
     runs: list[dict] = []
     answered = 0
@@ -300,21 +317,23 @@ def bench_ours(seconds: int, connections: int, workdir: Path, workers: int, over
         time.sleep(2 if workers > 1 else 0.5)
         for _ in range(repeats):
             with probing(address) as samples:
-                single = run_wrk(f"{url}/v1/predict", "text", seconds, connections, workdir)
+                single = run_wrk(f"{url}/v1/predict", "text", seconds, connections, workdir, key=key)
             run = {"single": {**single, **summarize_probes(samples)}}
             answered += single["ok"] + sum(1 for s, _ in samples["predict"] if s == 200)
             if overload_connections:
-                with probing(address, predict_clients=2) as samples:
-                    overload = run_wrk(f"{url}/v1/predict", "text", seconds, overload_connections, workdir, timeout_s=10)
+                with probing(address, predict_clients=4, key=key) as samples:
+                    overload = run_wrk(f"{url}/v1/predict", "text", seconds, overload_connections, workdir,
+                                       timeout_s=10, key=key)
                 run["overload"] = {**overload, **summarize_probes(samples)}
                 answered += overload["ok"] + sum(1 for s, _ in samples["predict"] if s == 200)
             if flood_clients:
                 with probing(address) as samples:
-                    flood_rate, flood_done = bench_batch_endpoint(f"{url}/v1/predict", min(seconds, 10), flood_clients)
+                    flood_rate, flood_done = bench_batch_endpoint(f"{url}/v1/predict", min(seconds, 10), flood_clients,
+                                                                  key=key)
                 run["flood"] = {"texts_per_second": flood_rate, **summarize_probes(samples)}
                 answered += flood_done
             runs.append(run)
-        batch_rate, texts_done = bench_batch_endpoint(f"{url}/v1/predict", min(seconds, 10), clients=workers)
+        batch_rate, texts_done = bench_batch_endpoint(f"{url}/v1/predict", min(seconds, 10), clients=workers, key=key)
         answered += texts_done
     import sqlalchemy
 
@@ -407,7 +426,7 @@ def overload_table(report: dict) -> dict | None:
          "/healthz p99 ms", "/healthz max ms"], rows,
         note=(f"Medians of {ours.get('repeats', 1)} runs of each load in turn, one server with {report['workers']} "
               f"workers, wrk, probes and server sharing the machine's cores. Admitted latency: wrk's at "
-              f"{report['connections']} connections; at {overload['connections']:,}, two probe clients' single-text "
+              f"{report['connections']} connections; at {overload['connections']:,}, four probe clients' single-text "
               f"requests answered 200 (wrk's own percentiles mix in the fast 503s). /healthz: /healthz and /readyz in "
               f"turn every 0.1 s on a fresh connection each, connect included."
               + (f" 503s without Retry-After: {overload.get('shed_without_retry_after', 0):.0f}." if overload["shed"] else "")))
@@ -425,7 +444,9 @@ def report_tables(report: dict) -> list[dict]:
         ["server", "requests/s", "p50 ms", "p99 ms", "errors"],
         [[name, f"{r['requests_per_second']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", round(r["errors"])]
          for name, r in servers],
-        note=f"Ours with {report['workers']} uvicorn workers. {ratio}. {batch}. {logged}.")
+        note=(f"Ours with {report['workers']} uvicorn workers, "
+              + ("an API key on every request (serve.auth: keys)" if report.get("auth", False) else "serve.auth: none")
+              + f", the prediction log's spool on. {ratio}. {batch}. {logged}."))
     tables = [single]
     overload = overload_table(report)
     if overload is not None:
@@ -450,6 +471,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each load on our server (medians reported)")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of our server")
     parser.add_argument("--skip-flask", action="store_true", help="measure only our server")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="run our server with serve.auth: none (default: every request carries an API key)")
     parser.add_argument("--project", type=Path, default=ROOT, help="the project whose model our server serves")
     parser.add_argument("--predict-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
                         help="rows of the predict command's files (none: not measured)")
@@ -470,9 +493,10 @@ def main() -> None:
     cpu = common.cpu_model()
     started, params_md5 = common.utc_now(), common.params_md5()
     report: dict = {"machine": {"cpu": cpu, "cores": os.cpu_count()}, "seconds": args.seconds,
-                    "connections": args.connections, "workers": args.workers, "params_md5": params_md5}
+                    "connections": args.connections, "workers": args.workers, "params_md5": params_md5,
+                    "auth": not args.no_auth}
     report["ours"] = bench_ours(args.seconds, args.connections, workdir, args.workers, args.overload_connections,
-                                args.repeats, args.flood_clients, args.project)
+                                args.repeats, args.flood_clients, args.project, auth=not args.no_auth)
     if not args.skip_flask:
         report["flask"] = bench_flask(args.seconds, args.connections, workdir)
     report["predict_command"] = bench_predict_command(workdir, tuple(args.predict_sizes))
