@@ -116,7 +116,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def admission_server(small_predictor, tmp_path_factory):
-    with serving(small_predictor, tmp_path_factory.mktemp("admission"), max_inflight=2,
+    with serving(small_predictor, tmp_path_factory.mktemp("admission"), max_inflight=2, retry_after_seconds=2,
                  header_timeout_seconds=5, body_timeout_seconds=5) as server:
         yield server
 
@@ -132,7 +132,7 @@ def test_over_max_inflight_a_fast_503_with_retry_after_while_health_checks_answe
         started = time.perf_counter()
         refused = httpx.post(f"{url}/v1/predict", content=BODY, headers={"content-type": "application/json"})
         assert time.perf_counter() - started < 1
-        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "2"  # serve.retry_after_seconds
         assert refused.json()["error"].startswith("overloaded") and refused.json()["details"][0]["field"] == "service"
         for path in ("/healthz", "/readyz", "/metrics"):  # never counted, never refused
             started = time.perf_counter()
@@ -172,14 +172,23 @@ def test_a_refused_connection_is_read_again_only_after_retry_after(admission_ser
                 assert read_response(sock)[0] == 200
             client.sendall(request)  # at once, against Retry-After
             status, _, _ = read_response(client)
-            assert status == 200 and 0.9 < time.perf_counter() - refused_at < 5
+            assert status == 200 and 1.9 < time.perf_counter() - refused_at < 6
     finally:
         for sock in held:
             sock.close()
 
 
+def refusals(url: str) -> dict[str, float]:
+    """``sentiment_connection_refusals_total`` by reason, from /metrics."""
+    text = httpx.get(f"{url}/metrics").text
+    return {reason: float(value) for reason, value in
+            re.findall(r'^sentiment_connection_refusals_total\{reason="(\w+)"\} (\S+)$', text, re.M)}
+
+
 def test_a_head_over_max_header_bytes_is_a_431_and_the_connection_closes(admission_server):
     url, port = admission_server
+    before = refusals(url)
+    assert set(before) == {"head_too_large", "head_timeout", "body_timeout", "bad_request"}
     assert httpx.get(f"{url}/healthz", headers={"x-fine": "a" * 8000}).status_code == 200
     big = httpx.get(f"{url}/healthz", headers={"x-big": "a" * 32_768})
     assert big.status_code == 431
@@ -196,6 +205,12 @@ def test_a_head_over_max_header_bytes_is_a_431_and_the_connection_closes(admissi
             pass
         assert sent < 16 * 2**20, "the server read 16 MB of a header"
         assert closed_within(sock, 5)
+    with socket.create_connection(("127.0.0.1", port)) as sock:  # not HTTP: a 400, counted too
+        sock.sendall(b"\x16\x03\x01 hello\r\n\r\n")
+        assert read_response(sock)[0] == 400
+    after = refusals(url)  # the refusals below the app reach /metrics, by reason
+    assert after["head_too_large"] - before["head_too_large"] == 2
+    assert after["bad_request"] - before["bad_request"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +222,7 @@ def impatient_server(small_predictor, tmp_path_factory):
 
 def test_slow_clients_are_timed_out(impatient_server):
     url, port = impatient_server
+    before = refusals(url)
     silent = socket.create_connection(("127.0.0.1", port))  # connects, sends nothing
     loris = socket.create_connection(("127.0.0.1", port))  # a header line every 0.2 s, forever
     stalled = stalled_predict(port)  # its body stops
@@ -228,6 +244,8 @@ def test_slow_clients_are_timed_out(impatient_server):
     assert read_response(silent)[0] == 0  # closed without a word
     for sock in (silent, loris, stalled):
         sock.close()
+    after = refusals(url)
+    assert after["head_timeout"] - before["head_timeout"] == 2 and after["body_timeout"] - before["body_timeout"] == 1
     # a client that is merely not instantaneous is unaffected
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n")

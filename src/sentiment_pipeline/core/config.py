@@ -473,6 +473,8 @@ class ServeConfig(_Section):
     # stalls for body_timeout_seconds: 408.
     max_inflight: Annotated[int, Field(ge=1)] = 24
     admission_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 0.0
+    # what a refused request's Retry-After says, and how long its connection is then not read
+    retry_after_seconds: Annotated[int, Field(ge=1, le=300)] = 1
     max_header_bytes: Annotated[int, Field(ge=1024)] = 16_384
     header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     body_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0

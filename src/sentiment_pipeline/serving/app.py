@@ -90,7 +90,8 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # outermost: a request over serve.max_inflight is refused before anything else is done for it
-    app.add_middleware(Admission, max_inflight=settings.max_inflight, wait_ms=settings.admission_wait_ms)
+    app.add_middleware(Admission, max_inflight=settings.max_inflight, wait_ms=settings.admission_wait_ms,
+                       retry_after_seconds=settings.retry_after_seconds)
     return app
 
 

@@ -18,6 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sentiment_pipeline.predlog.prediction_log import PredictionLog
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONNECTION_REFUSALS = ("head_too_large", "head_timeout", "body_timeout", "bad_request")
 
 
 class ServiceMetrics:
@@ -40,6 +41,13 @@ class ServiceMetrics:
                                multiprocess_mode="livesum", registry=self.registry)
         self.shed = Counter("sentiment_requests_shed", "Requests refused with a 503: over serve.max_inflight",
                             ["path"], registry=self.registry)
+        # answered by the HTTP protocol before the app saw a request (server.py): no path to label
+        self.connection_refusals = Counter(
+            "sentiment_connection_refusals", "Requests refused before the app: head_too_large (431), "
+            "head_timeout (408, or closed when nothing came), body_timeout (408), bad_request (400)",
+            ["reason"], registry=self.registry)
+        for reason in CONNECTION_REFUSALS:  # every reason shows up, at 0
+            self.connection_refusals.labels(reason)
         self.worker_started = Gauge("sentiment_worker_start_time_seconds", "When each live worker started (Unix time)",
                                     multiprocess_mode="liveall", registry=self.registry)
         self.worker_started.set(time.time())

@@ -132,6 +132,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._timer.cancel()
             self._timer = self._timer_kind = None
 
+    def _count_refusal(self, reason: str) -> None:
+        """One more ``sentiment_connection_refusals{reason}`` (once the app started: its metrics)."""
+        admission: Admission | None = self.app_state.get(ADMISSION_STATE_KEY)
+        metrics = admission.metrics if admission is not None else None
+        if metrics is not None:
+            metrics.connection_refusals.labels(reason).inc()
+
     def _head_timed_out(self) -> None:
         self._timer = self._timer_kind = None
         if self.transport.is_closing():
@@ -140,6 +147,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # a pipelined head behind a response still being written: give that one time first
             self._arm("head", self.header_timeout, self._head_timed_out)
             return
+        self._count_refusal("head_timeout")
         if self._head_received:
             self.transport.write(error_bytes(408, "Request Timeout", "request timeout", "headers",
                                              f"the request's headers took longer than serve.header_timeout_seconds="
@@ -154,6 +162,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.flow.read_paused:  # our own back-pressure, not the client's stall
             self._arm("body", self.body_timeout, self._body_timed_out)
             return
+        self._count_refusal("body_timeout")
         if not cycle.response_started:
             self.transport.write(error_bytes(408, "Request Timeout", "request timeout", "body",
                                              f"no part of the body arrived for serve.body_timeout_seconds="
@@ -215,11 +224,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _bad_request(self) -> None:
         msg = "Invalid HTTP request received."
         self.logger.warning(msg)
+        self._count_refusal("bad_request")
         self._disarm()
         self.send_400_response(msg)
 
     def _refuse_head(self) -> None:
         self._disarm()
+        self._count_refusal("head_too_large")
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # a response is being written: a 431 cannot follow it
             return
