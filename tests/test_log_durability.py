@@ -37,11 +37,11 @@ def _project(served_project: Path, tmp_path: Path) -> Path:
     return project
 
 
-def _serve(project: Path, port: int, database_url: str) -> subprocess.Popen:
+def _serve(project: Path, port: int, database_url: str, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "SENTIMENT_SERVE_DATABASE_URL": database_url, "SENTIMENT_SERVE_LOG_FLUSH_MS": str(FLUSH_MS),
            "SENTIMENT_SERVE_SPOOL_DIR": str(project / "spool"), "SENTIMENT_LOG_LEVEL": "info"}
     return subprocess.Popen([sys.executable, "-m", "sentiment_pipeline", "serve", "--project", str(project),
-                             "--port", str(port), "--host", "127.0.0.1"], cwd=project, env=env,
+                             "--port", str(port), "--host", "127.0.0.1", "--workers", str(workers)], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -51,6 +51,7 @@ class Load:
 
     def __init__(self, url: str, clients: int = 4) -> None:
         self.url, self.answered, self.statuses = url, {}, []
+        self.transport_errors = 0  # requests that got no response at all
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
@@ -63,6 +64,8 @@ class Load:
                 try:
                     response = http.post("/v1/predict", json={"texts": [f"late again {client}-{i}", f"thanks {i}"]})
                 except httpx.TransportError:
+                    with self._lock:
+                        self.transport_errors += 1
                     continue  # the server is gone (killed): nothing was answered
                 arrived = time.monotonic()
                 with self._lock:

@@ -20,7 +20,7 @@ from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.serving import auth
 from sentiment_pipeline.serving.app import create_app
 
-from .test_log_durability import Load, _project, _serve
+from .test_log_durability import Load, _project, _serve, _wait_for
 from .test_serving_api import free_port, wait_ready
 
 TEXTS = ["lost my bag again", "great crew, thanks!", "when does boarding start?"]
@@ -118,3 +118,50 @@ def test_sighup_reloads_a_real_server_under_load_without_a_failed_request(served
         _, stderr = server.communicate(timeout=30)
     assert stderr.count("reloaded: serving model") == 3, stderr[-3000:]
     assert os.path.exists(project / "log.db")
+
+
+def _workers(server) -> set[int]:
+    """The pids of the server's (uvicorn supervisor's) worker processes (its other child is
+    multiprocessing's resource tracker)."""
+    with open(f"/proc/{server.pid}/task/{server.pid}/children") as children:
+        pids = {int(pid) for pid in children.read().split()}
+    workers = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"resource_tracker" not in cmdline.read():
+                    workers.add(pid)
+        except FileNotFoundError:  # gone meanwhile
+            pass
+    return workers
+
+
+@pytest.mark.e2e
+def test_a_rolling_restart_of_two_workers_under_load_answers_and_logs_everything(served_project, tmp_path):
+    """SIGHUP to a 2-worker server: uvicorn's supervisor starts a new worker, waits until it is
+    ready, then stops an old one (which answers what it admitted and ships its spool), for each
+    worker in turn. Under load, every request gets a 200, none a connection error, and every
+    answered prediction is in the log."""
+    project = _project(served_project, tmp_path)
+    port, database = free_port(), f"sqlite:///{project / 'log.db'}"
+    url = f"http://127.0.0.1:{port}"
+    server = _serve(project, port, database, workers=2)
+    try:
+        wait_ready(url, server, seconds=180)
+        old = _workers(server)
+        assert len(old) == 2
+        with Load(url) as load:
+            time.sleep(1)
+            server.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 120
+            while not (len(_workers(server)) == 2 and not _workers(server) & old):
+                assert time.monotonic() < deadline and server.poll() is None, "the workers were not replaced"
+                time.sleep(0.2)
+            time.sleep(1)  # the new workers under load for a moment
+        assert len(load.statuses) > 50 and set(load.statuses) == {200}, sorted(set(load.statuses))
+        assert load.transport_errors == 0
+        missing = set(load.answered) - _wait_for(database, set(load.answered))
+        assert not missing, f"{len(missing)} answered predictions are not in the log"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
