@@ -4,10 +4,12 @@ old one keeps serving."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -35,10 +37,12 @@ def _renamed(predictor: Predictor, version: str) -> Predictor:
 def test_a_reload_swaps_the_model_between_requests_and_none_fails(small_predictor, tmp_path):
     versions = iter(["v-one", "v-two"])
     loaded: list[str] = []
+    first: list[weakref.ref] = []
 
     def load() -> Predictor:
         predictor = _renamed(small_predictor, next(versions))
         loaded.append(predictor.version)
+        first.append(weakref.ref(predictor))
         return predictor
 
     settings = ServeConfig(database_url=f"sqlite:///{tmp_path / 'log.db'}", rate_limit_per_second=None)
@@ -60,6 +64,9 @@ def test_a_reload_swaps_the_model_between_requests_and_none_fails(small_predicto
         assert reloaded.status_code == 200, reloaded.text
         assert reloaded.json() == {"status": "reloaded", "model_version": "v-two", "previous_version": "v-one"}
         assert client.get("/v1/model").json()["version"] == "v-two"
+        # nothing holds the old model (a reload does not leak one), and the new one is frozen
+        # out of the collector's generations (serving/reload.py refreeze)
+        assert first[0]() is None and first[1]() is not None and gc.get_freeze_count() > 0
     assert loaded == ["v-one", "v-two"]
     assert {status for status, _ in answers} == {200}
     seen = [body["model_version"] for _, body in answers]

@@ -66,13 +66,14 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
         reloader.install_signal_handler()  # SIGHUP: reload (one worker; with several, uvicorn restarts them)
         exporter = asyncio.create_task(_export_log_state(app.state.metrics, prediction_log), name="log-metrics")
         app.state.predictor = predictor  # last: /readyz is ready once it is set
-        # The model's objects (vocabulary, arrays) live as long as the process: moved out of the
-        # garbage collector's generations, full collections no longer walk them (pauses of tens
-        # of milliseconds under load otherwise).
-        gc.collect()
-        gc.freeze()
         log.info("serving model %s (%s); prediction log %s", predictor.version,
                  predictor.metadata.get("family"), engine.url.render_as_string(hide_password=True))
+        del predictor, batcher  # app.state holds them: a reload can then free this model
+        # The model's objects (vocabulary, arrays) live until a reload: moved out of the garbage
+        # collector's generations, full collections no longer walk them (pauses of tens of
+        # milliseconds under load otherwise). A reload does the same for its model (reload.py).
+        gc.collect()
+        gc.freeze()
         yield
         log.info("shutting down: draining the prediction log")
         exporter.cancel()

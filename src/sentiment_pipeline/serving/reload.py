@@ -15,6 +15,7 @@ sends that signal to the supervisor.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -35,6 +36,16 @@ log = logging.getLogger(__name__)
 WARM_UP_TEXTS = ["warm up", "@united thanks for the great flight!", ""]
 
 
+def refreeze() -> None:
+    """The garbage collector's view after a swap, as after start-up (app.py): the old model's
+    objects, frozen at start-up, collected (cycles among them would otherwise never be), the new
+    one's frozen, so full collections do not walk it under load. One full collection per reload
+    (tens of milliseconds, on a thread, holding the GIL)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class ModelReloader:
     """Replaces ``app.state.predictor`` and ``app.state.batcher`` (one reload at a time)."""
 
@@ -48,9 +59,10 @@ class ModelReloader:
         predictor.predict(WARM_UP_TEXTS)  # first-call costs (imports, caches) paid here, not by a request
         return predictor
 
-    async def reload(self) -> tuple[Predictor, Predictor]:
-        """Load, verify and warm up the current ``models/final``, then swap; returns (old, new).
-        A model that fails verification raises, and the old one keeps serving."""
+    async def reload(self) -> tuple[str, Predictor]:
+        """Load, verify and warm up the current ``models/final``, then swap; returns the old
+        model's version and the new predictor. A model that fails verification raises, and the old
+        one keeps serving."""
         async with self._lock:
             state = self.app.state
             new = await run_in_threadpool(self._load)
@@ -65,7 +77,10 @@ class ModelReloader:
             log.info("reloaded: serving model %s (%s), was %s", new.version, new.metadata.get("family"), old.version)
             await old_batcher.drain()
             await old_batcher.close()
-            return old, new
+            old_version = old.version
+            del old, old_batcher
+            await run_in_threadpool(refreeze)
+            return old_version, new
 
     def on_sighup(self) -> None:
         """SIGHUP in a single-process server: reload in the background, log the outcome."""

@@ -34,7 +34,7 @@ async def reload(request: Request, settings: SettingsDep, _: AdminPrincipal) -> 
         reloader.restart_workers()
         return JSONResponse(status_code=202, content=ReloadResponse(status="restarting").model_dump())
     try:
-        old, new = await reloader.reload()
+        previous, new = await reloader.reload()
     except PipelineError as exc:  # tampered, stale or missing: keep serving what was verified
         return error_response(409, "the new model was refused", [("models/final", str(exc))])
-    return ReloadResponse(status="reloaded", model_version=new.version, previous_version=old.version)
+    return ReloadResponse(status="reloaded", model_version=new.version, previous_version=previous)
