@@ -159,6 +159,35 @@ def test_a_restart_ships_what_the_last_process_left(tmp_path):
     assert list(spool_dir.iterdir()) == []
 
 
+def test_a_running_worker_adopts_what_a_stopped_one_left(tmp_path, monkeypatch):
+    """A rolling restart: the old worker stops with rows it could not ship (its database was
+    away), while the new one already runs; the new one ships them within ADOPT_EVERY_SECONDS."""
+    from sentiment_pipeline.predlog import prediction_log
+
+    monkeypatch.setattr(prediction_log, "ADOPT_EVERY_SECONDS", 0.2)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    spool_dir = tmp_path / "spool"
+    new = PredictionLog(connect(url), LogSettings(spool_dir=spool_dir, flush_seconds=0.01))
+    old = PredictionLog(connect(url), LogSettings(spool_dir=spool_dir, flush_seconds=0.01, drain_seconds=0.2))
+    old._insert = lambda records: (_ for _ in ()).throw(OperationalError("INSERT", {}, Exception("down")))
+
+    async def both():
+        new.start()
+        old.start()  # nothing to adopt: the new worker's spool is locked
+        await old.record([_row(old, i) for i in range(30)])
+        await old.close()  # stops with its 30 rows spooled
+        assert _ids(url) == []
+        for _ in range(200):
+            if len(_ids(url)) == 30:
+                break
+            await asyncio.sleep(0.05)
+        await new.close()
+
+    asyncio.run(both())
+    assert sorted(_ids(url)) == [f"{i:032x}" for i in range(30)]
+    assert list(spool_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize("overflow", ["reject", "drop"])
 def test_a_full_spool_refuses_or_drops_as_configured(tmp_path, overflow):
     url = f"sqlite:///{tmp_path / 'log.db'}"

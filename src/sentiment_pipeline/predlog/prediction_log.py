@@ -110,6 +110,10 @@ class LogSettings:
 
 BACKPRESSURE_SECONDS = 5.0  # the longest a request waits for a slow spool before going on (rows stay queued)
 PRUNE_EVERY_SECONDS = 3600  # serve.retention_days: how often a worker deletes what has expired
+# How often a running worker looks for spools whose process is gone (a rolling restart's old worker
+# that stopped with rows it could not ship in its drain time): one directory listing and a
+# non-blocking flock per spool directory, so cheap; such rows then wait at most this long.
+ADOPT_EVERY_SECONDS = 10.0
 
 # database errors that say "never this row" (skip it) rather than "not now" (retry the batch)
 _ROW_REFUSED = (IntegrityError, DataError_)
@@ -145,6 +149,7 @@ class PredictionLog:
         self._writer: SpoolWriter | None = None
         self._adopted: list[SpoolDir] = []
         self._next_prune = 0.0
+        self._next_adoption = 0.0
         self._stop_deadline = float("inf")
 
     # ---------------------------------------------------------------- rows
@@ -205,6 +210,7 @@ class PredictionLog:
         self.spool = SpoolDir.create(root)
         self._writer = SpoolWriter(self.spool, self.settings.segment_bytes)
         self._adopted = SpoolDir.adopt_orphans(root, exclude={self.spool.path})
+        self._next_adoption = time.monotonic() + ADOPT_EVERY_SECONDS
         left = sum(d.pending_bytes() for d in self._adopted)
         self._unshipped_bytes = left
         if self._adopted:
@@ -260,6 +266,21 @@ class PredictionLog:
             else:
                 time.sleep(self.settings.flush_seconds)  # group commit: one fsync per interval
 
+    def _adopt_if_due(self) -> None:
+        """Adopt spools left since start-up by processes that are gone (start() adopts those left
+        before); runs on the shipper thread, the only one that walks ``_adopted`` while serving."""
+        if self.spool is None or time.monotonic() < self._next_adoption:
+            return
+        self._next_adoption = time.monotonic() + ADOPT_EVERY_SECONDS
+        known = {self.spool.path, *(d.path for d in self._adopted)}
+        found = SpoolDir.adopt_orphans(self.spool.path.parent, exclude=known)
+        if found:
+            left = sum(d.pending_bytes() for d in found)
+            with self._lock:
+                self._unshipped_bytes += left
+            self._adopted.extend(found)
+            log.info("prediction log: shipping %d byte(s) spooled by %d process(es) that stopped", left, len(found))
+
     def _prune_if_due(self) -> None:
         days = self.settings.retention_days
         if days is None or not self.database_up or time.monotonic() < self._next_prune:
@@ -302,6 +323,7 @@ class PredictionLog:
             if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
                 return True  # what is left stays spooled for the next start
             self._prune_if_due()
+            self._adopt_if_due()
             progressed = False
             for spool in [*self._adopted, self.spool]:
                 records, position = spool.read(self.settings.batch_size)
