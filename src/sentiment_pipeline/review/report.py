@@ -8,6 +8,7 @@ metrics, nothing changed, a regression) is tested without a repository.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -22,11 +23,17 @@ from sentiment_pipeline.core import paths
 from sentiment_pipeline.core.config import CANDIDATE_FAMILIES
 from sentiment_pipeline.core.errors import PipelineError
 from sentiment_pipeline.core.files import file_md5
+from sentiment_pipeline.review import curves as curve
+from sentiment_pipeline.review.curves import CurveError, Curves
 from sentiment_pipeline.review.lockcheck import result_differences
 from sentiment_pipeline.review.tolerance import ABS_TOLERANCE, Difference, numbers_close
 
+log = logging.getLogger(__name__)
+
 MARKER = "<!-- sentiment-pipeline-report -->"
 BASELINES = paths.METRICS_DIR / "baselines.json"
+# GitHub refuses a comment body longer than this many characters (the PR comment step would fail).
+COMMENT_LIMIT = 65_536
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Snapshot:
     cv: dict[str, dict] = field(default_factory=dict)
     baselines: dict | None = None
     timing: dict[str, dict] = field(default_factory=dict)  # measured seconds per family
+    curves: Curves = field(default_factory=Curves)  # plots/roc, plots/precision_recall, calibration
 
     @property
     def empty(self) -> bool:
@@ -57,6 +65,12 @@ class Snapshot:
         return {label: scores["f1"] for label, scores in per_class.items()
                 if isinstance(scores, dict) and _is_number(scores.get("f1"))}
 
+    def per_class_score(self, name: str) -> dict[str, float]:
+        """``per_class.<label>.<name>`` of metrics/test.json by class (e.g. roc_auc)."""
+        per_class = (self.test or {}).get("per_class") or {}
+        return {label: scores[name] for label, scores in per_class.items()
+                if isinstance(scores, dict) and _is_number(scores.get(name))}
+
 
 @dataclass
 class ReportInputs:
@@ -71,6 +85,7 @@ class ReportInputs:
     # Result files (metrics/, plots/) differing beyond the tolerance; None: not compared.
     differences: list[Difference] | None = None
     metrics_within_tolerance: int = 0  # metric values that moved less than the tolerance
+    curve_classes: int = 6  # per-class ROC/PR charts at most (report.curve_classes)
 
 
 @dataclass
@@ -102,6 +117,42 @@ def _read_json_at(root: Path, rev: str | None, path: Path) -> dict | None:
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
+def _plot_files_at(root: Path, rev: str | None, directory: Path) -> list[Path]:
+    """The .json files directly in ``directory`` at ``rev`` (None: the workspace)."""
+    if rev is None:
+        return sorted(p.relative_to(root) for p in (root / directory).glob("*.json"))
+    listed = _git("ls-tree", "--name-only", f"{rev}:{directory.as_posix()}", cwd=root)
+    names = listed.stdout.split() if listed.returncode == 0 else []
+    return sorted(directory / name for name in names if name.endswith(".json"))
+
+
+def _curve_rows(root: Path, rev: str | None, path: Path, key: str) -> list[dict] | None:
+    where = f"{path} at {rev}" if rev else str(path)
+    try:
+        data = _read_json_at(root, rev, path)
+    except json.JSONDecodeError as error:
+        raise CurveError(f"{where}: not JSON ({error})") from error
+    if data is None:
+        return None
+    rows = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise CurveError(f"{where}: expected a {key!r} list of points (a DVC plot file)")
+    return rows
+
+
+def read_curves(root: Path, rev: str | None) -> Curves:
+    """The evaluate stage's curves at ``rev``; empty where a revision has none (older runs)."""
+    found = Curves(calibration=_curve_rows(root, rev, paths.CALIBRATION, "calibration"))
+    for directory, key, target in ((paths.ROC_DIR, "roc", found.roc),
+                                   (paths.PRECISION_RECALL_DIR, "precision_recall",
+                                    found.precision_recall)):
+        for path in _plot_files_at(root, rev, directory):
+            rows = _curve_rows(root, rev, path, key)
+            if rows is not None:
+                target[path.stem] = rows
+    return found
+
+
 def _file_md5(path: Path) -> str | None:
     return file_md5(path) if path.is_file() else None
 
@@ -127,6 +178,7 @@ def read_snapshot(root: Path, rev: str | None) -> Snapshot:
         cv=cv,
         baselines=_read_json_at(root, rev, BASELINES),
         timing=timing,
+        curves=read_curves(root, rev),
     )
 
 
@@ -189,7 +241,7 @@ def confusion_table(root: Path) -> pd.DataFrame | None:
 
 
 def gather(root: Path, base_rev: str, wall_time_seconds: float | None = None,
-           max_f1_macro_drop: float | None = None) -> ReportInputs:
+           max_f1_macro_drop: float | None = None, curve_classes: int = 6) -> ReportInputs:
     if _git("rev-parse", "--verify", "--quiet", f"{base_rev}^{{commit}}", cwd=root).returncode != 0:
         raise PipelineError(f"base revision {base_rev!r} is not a commit in this repository")
     metrics_md, within_tolerance = _metrics_diff(root, base_rev)
@@ -204,6 +256,7 @@ def gather(root: Path, base_rev: str, wall_time_seconds: float | None = None,
         max_f1_macro_drop=max_f1_macro_drop,
         differences=result_differences(root, base_rev),
         metrics_within_tolerance=within_tolerance,
+        curve_classes=curve_classes,
     )
 
 
@@ -417,6 +470,127 @@ def _per_class_chart(inputs: ReportInputs) -> list[str]:
                             current, base, inputs.base_rev)
 
 
+# ------------------------------------------------------------------ curves
+def _curve_classes(inputs: ReportInputs) -> list[tuple[str, str]]:
+    """(label, plot file stem) of every class with a curve on either side, in the label order of
+    metrics/test.json (this change's, then the base's); stems no label maps to come last."""
+    from sentiment_pipeline.pipeline.evaluate import class_file_stem  # sklearn: only when drawing
+
+    stems = {stem for snapshot in (inputs.current, inputs.base)
+             for stem in [*snapshot.curves.roc, *snapshot.curves.precision_recall]}
+    labels = [*((inputs.current.test or {}).get("per_class") or {}),
+              *((inputs.base.test or {}).get("per_class") or {})]
+    found: dict[str, str] = {}
+    for label in labels:
+        stem = class_file_stem(label)
+        if stem in stems and stem not in found.values():
+            found[label] = stem
+    found.update({stem: stem for stem in sorted(stems - set(found.values()))})
+    return list(found.items())
+
+
+def _area_table(inputs: ReportInputs, labels: Sequence[str]) -> list[str]:
+    """ROC AUC and average precision per class (metrics/test.json): exact, where the charts are
+    read off a 21-point grid, and every class even when only some are drawn."""
+    current, base = inputs.current, inputs.base
+    scores = {name: (current.per_class_score(name), base.per_class_score(name))
+              for name in ("roc_auc", "average_precision")}
+    if not any(now for now, _ in scores.values()):
+        return []
+    lines = ["| class | ROC AUC base | ROC AUC now | Δ | AP base | AP now | Δ |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for label in labels:
+        cells = []
+        for now, old in scores.values():
+            new_value, old_value = now.get(label), old.get(label)
+            cells += [_fmt(old_value), _fmt(new_value), _delta(new_value, old_value)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _moved(inputs: ReportInputs, label: str) -> float:
+    """How far a class's ROC AUC and AP moved together (a class new to this change: first)."""
+    total = 0.0
+    for name in ("roc_auc", "average_precision"):
+        new = inputs.current.per_class_score(name).get(label)
+        old = inputs.base.per_class_score(name).get(label)
+        if new is None or old is None:
+            return math.inf
+        total += abs(new - old)
+    return total
+
+
+def _two_sided_caption(inputs: ReportInputs, has_base: bool, what: str) -> str:
+    if has_base:
+        return (f"{curve.colour(0).capitalize()}: this change; {curve.colour(1)}: base "
+                f"`{inputs.base_rev[:12]}`.")
+    return f"{curve.colour(0).capitalize()}: this change (the base `{inputs.base_rev[:12]}` has no {what})."
+
+
+def _class_charts(inputs: ReportInputs, label: str, stem: str) -> list[str]:
+    at, rev = curve.grid(), inputs.base_rev
+    lines: list[str] = []
+    for directory, rows_of, sample, title, x_label, y_label in (
+            (paths.ROC_DIR, lambda c: c.roc, curve.roc_on_grid, "ROC", "false positive rate",
+             "true positive rate"),
+            (paths.PRECISION_RECALL_DIR, lambda c: c.precision_recall,
+             curve.precision_recall_on_grid, "Precision-recall", "recall", "precision")):
+        now, old = rows_of(inputs.current.curves).get(stem), rows_of(inputs.base.curves).get(stem)
+        if now is None:
+            continue
+        file = f"{directory / stem}.json"
+        series = [sample(now, at, source=file)]
+        if old is not None:
+            series.append(sample(old, at, source=f"{file} at {rev}"))
+        lines += ["", *curve.line_chart(f"{title}: {label} vs rest", x_label, at, y_label, series)]
+        lines.append(f"_{_two_sided_caption(inputs, old is not None, f'{title} curve for {label}')}_")
+    return lines
+
+
+def _calibration_chart(inputs: ReportInputs) -> list[str]:
+    now, old = inputs.current.curves.calibration, inputs.base.curves.calibration
+    if not now:
+        return []
+    rev = inputs.base_rev
+    at = curve.calibration_grid(now, *([old] if old else []))
+    series = [curve.calibration_on_grid(now, at, source=str(paths.CALIBRATION))]
+    if old:
+        series.append(curve.calibration_on_grid(old, at, source=f"{paths.CALIBRATION} at {rev}"))
+    caption = _two_sided_caption(inputs, bool(old), "reliability curve")
+    caption += (f" {curve.colour(len(series)).capitalize()}: perfect calibration. Top-label: the"
+                " share of right predictions by confidence, linear between the bins' points and"
+                " flat beyond a side's first and last bin.")
+    chart = curve.line_chart("Reliability (test split)", "confidence of the predicted class", at,
+                             "fraction correct", [*series, at])
+    return ["", *chart, f"_{caption}_"]
+
+
+def _curves_section(inputs: ReportInputs, max_classes: int, why: str) -> list[str]:
+    """The per-class area table, the reliability chart, and ROC and precision-recall charts
+    (this change against the base) for at most ``max_classes`` classes: those whose areas moved
+    most when there are more."""
+    classes = _curve_classes(inputs)
+    labels = [label for label, _ in classes]
+    lines = _area_table(inputs, labels) + _calibration_chart(inputs)
+    drawn = [(label, stem) for label, stem in classes
+             if stem in inputs.current.curves.roc or stem in inputs.current.curves.precision_recall]
+    if len(drawn) > max_classes:
+        keep = {label for label, _ in sorted(drawn, key=lambda c: -_moved(inputs, c[0]))[:max_classes]}
+        left_out = [label for label, _ in drawn if label not in keep]
+        drawn = [c for c in drawn if c[0] in keep]
+        lines += ["", f"_ROC and precision-recall charts for the {len(drawn)} class(es) whose ROC AUC"
+                      f" and AP moved most ({why}); not drawn: "
+                      f"{', '.join(f'`{label}`' for label in left_out)} (see the table)._"]
+    for label, stem in drawn:
+        lines += _class_charts(inputs, label, stem)
+    if not lines:
+        return ["_No ROC, precision-recall or calibration curves in the workspace._"]
+    if drawn:
+        lines += ["", "_ROC and precision-recall curves are read step-wise (as their thresholds"
+                      " define them) at 0, 0.05, …, 1 of the x-axis._"]
+    return lines
+
+
 def _confusion_section(confusion: pd.DataFrame | None) -> list[str]:
     if confusion is None:
         return ["_No confusion matrix in the workspace._"]
@@ -461,6 +635,18 @@ def _nothing_changed(inputs: ReportInputs) -> bool:
 
 
 def render(inputs: ReportInputs) -> Report:
+    """The report; without per-class curve charts when they would take it past GitHub's comment
+    limit (the area table and the reliability chart stay)."""
+    report = _render(inputs, inputs.curve_classes, f"`report.curve_classes`: {inputs.curve_classes}")
+    if len(report.markdown) > COMMENT_LIMIT and inputs.curve_classes > 0:
+        log.warning("the report is %d characters with its per-class curve charts, over GitHub's "
+                    "%d: rendered without them", len(report.markdown), COMMENT_LIMIT)
+        report = _render(inputs, 0, f"with them the comment would pass GitHub's {COMMENT_LIMIT:,}"
+                                    "-character limit")
+    return report
+
+
+def _render(inputs: ReportInputs, curve_classes: int, why: str) -> Report:
     regression = regression_reason(inputs)
     lines = [MARKER, "## Sentiment pipeline report", ""]
     if regression:
@@ -478,6 +664,7 @@ def render(inputs: ReportInputs) -> Report:
     lines.append(inputs.params_diff_md or "No parameter changed.")
     lines += ["", "### Cross-validation by family", ""] + _cv_section(inputs) + _cv_chart(inputs)
     lines += ["", "### Test confusion matrix", ""] + _confusion_section(inputs.confusion)
+    lines += ["", "### Curves (test split)", ""] + _curves_section(inputs, curve_classes, why)
     lines += ["", "### Baselines", ""] + _baselines_section(inputs)
     lines += ["", _wall_time(inputs.wall_time_seconds), ""]
     return Report(markdown="\n".join(lines), regression=regression)

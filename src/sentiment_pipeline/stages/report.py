@@ -17,9 +17,11 @@ class RegressionError(PipelineError):
 def run(base: str | None, output: Path, wall_time: float | None, fail_on_regression: bool,
         params_file=paths.PARAMS) -> None:
     root = Path.cwd()
-    threshold = load_params(params_file).report.max_f1_macro_drop
+    settings = load_params(params_file).report
     base_rev = base or default_base(root)
-    result = render(gather(root, base_rev, wall_time_seconds=wall_time, max_f1_macro_drop=threshold))
+    result = render(gather(root, base_rev, wall_time_seconds=wall_time,
+                           max_f1_macro_drop=settings.max_f1_macro_drop,
+                           curve_classes=settings.curve_classes))
     with atomic_path(output) as tmp:
         tmp.write_text(result.markdown, encoding="utf-8")
     log.info("report against %s written to %s", base_rev, output)
