@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro test test-fast lint report bench bench-serve bench-monitor bench-dask bench-stream bench-datasets bench-inference docs docs-serve docs-screenshot clean
+.PHONY: help install stopwords repro push pull test test-fast lint report mermaid-cli bench bench-serve bench-monitor bench-dask bench-stream bench-datasets bench-inference docs docs-serve docs-screenshot clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -42,8 +42,18 @@ stopwords: $(VENV)/.synced  ## Fetch NLTK's stopword corpus into .nltk_data (for
 	  $(FIND_STOPWORDS) 2>/dev/null || { echo "error: could not get NLTK's stopword corpus;" \
 	    "set NLTK_DATA to a directory holding corpora/stopwords.zip" >&2; exit 1; }; }
 
-repro: install  ## Run the whole pipeline (dvc repro) on the default data
-	$(BIN)/dvc repro
+repro: install  ## Run the whole pipeline (dvc repro) on the default data; REPRO_ARGS=--pull fetches missing inputs from the remote
+	$(BIN)/dvc repro $(REPRO_ARGS)
+
+# The DVC remote (docs/sharing.md): checked first, so a refused credential or an unreachable
+# endpoint is one line instead of an error per file.
+push: install  ## Push outputs and the run-cache to the default DVC remote
+	$(BIN)/sentiment-pipeline check-remote
+	$(BIN)/dvc push --run-cache
+
+pull: install  ## Pull outputs and the run-cache from the default DVC remote (then `make repro` runs nothing)
+	$(BIN)/sentiment-pipeline check-remote
+	$(BIN)/dvc pull --run-cache
 
 # The fast tier on two xdist workers, then the e2e tier in one process: its servers under load,
 # outages and timing bounds need the cores to themselves (on 2 cores the whole suite took 668 s in
@@ -63,6 +73,18 @@ lint: install  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules) 
 report: install  ## Markdown report of params/metrics changes vs BASE (default: merge-base with main)
 	$(BIN)/python -m sentiment_pipeline report $(if $(BASE),--base $(BASE)) --output report.md
 	@echo "wrote report.md"
+
+# mermaid-cli as pinned by tests/mermaid/package-lock.json, for the test that renders every chart
+# of a report (tests/test_report_curves.py). Needs node >= 18 and npm (Debian: nodejs npm); it
+# uses Debian's chromium rather than downloading puppeteer's own.
+MERMAID_DIR := .tools/mermaid
+$(MERMAID_DIR)/node_modules/.bin/mmdc: tests/mermaid/package.json tests/mermaid/package-lock.json
+	mkdir -p $(MERMAID_DIR)
+	cp tests/mermaid/package.json tests/mermaid/package-lock.json $(MERMAID_DIR)/
+	cd $(MERMAID_DIR) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+mermaid-cli: $(MERMAID_DIR)/node_modules/.bin/mmdc  ## Install mermaid-cli into .tools/mermaid (the report charts' render test)
 
 # The manual (mkdocs.yml, docs/): its tables come from the committed metrics/ and benchmarks/results/.
 docs: install  ## Regenerate the docs' tables (scripts/docs_tables.py) and build the manual into site/ (mkdocs build --strict)

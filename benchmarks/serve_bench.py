@@ -14,6 +14,11 @@ kubelet's). The same health probe runs during the 20-connection load and during 
 256-text requests. Our runs are repeated ``--repeats`` times (20 connections, then overload,
 then the flood, in turn) and their medians reported. Markdown to stdout, every number to
 --output, the tables to benchmarks/results/serve.json (--results-dir).
+
+The cost of explanations (``"explain": k``, ``--explain-k``, default 5): beside the 20-connection
+run, the same wrk load with ``"explain": k`` in every body, and one text at a time on one
+keep-alive connection (``--sequential`` requests, plain then explained): what one explained
+text costs a client.
 """
 
 from __future__ import annotations
@@ -104,9 +109,10 @@ WRK_STATUS_SCRIPT = textwrap.dedent('''
 
 
 def run_wrk(url: str, body_key: str, seconds: int, connections: int, workdir: Path, timeout_s: int = 2,
-            key: str | None = None) -> dict:
-    """wrk's numbers for POSTs of single texts to ``url`` (with ``key`` as a bearer token if given)."""
-    bodies = ", ".join(json.dumps(json.dumps({body_key: t})) for t in TEXTS)
+            key: str | None = None, extra: dict | None = None) -> dict:
+    """wrk's numbers for POSTs of single texts to ``url`` (with ``key`` as a bearer token if given,
+    ``extra`` fields in every body)."""
+    bodies = ", ".join(json.dumps(json.dumps({body_key: t, **(extra or {})})) for t in TEXTS)
     auth = f', ["Authorization"] = "Bearer {key}"' if key else ""
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % (bodies, auth) + WRK_STATUS_SCRIPT)
@@ -243,6 +249,23 @@ def probing(address: tuple[str, int], predict_clients: int = 0, health: bool = T
                 thread.join(timeout=15)
 
 
+def sequential(address: tuple[str, int], requests: int, key: str | None = None, extra: dict | None = None) -> dict:
+    """``requests`` single-text predictions one after another on one keep-alive connection (a
+    client waiting for each answer): latency percentiles and requests/s."""
+    connection, times, failed = None, [], 0
+    started = time.perf_counter()
+    for i in range(requests):
+        request = _post("/v1/predict", {"text": TEXTS[i % len(TEXTS)], **(extra or {})}, key)
+        sent = time.perf_counter()
+        status, _, connection = _http(address, request, connection)
+        times.append((time.perf_counter() - sent) * 1000)
+        failed += status != 200
+    if connection is not None:
+        connection.close()
+    return {"requests_per_second": requests / (time.perf_counter() - started), "p50_ms": percentile(times, 50),
+            "p99_ms": percentile(times, 99), "errors": failed}
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """The ``q``-th percentile (nearest rank) of ``values``; None when there are none."""
     if not values:
@@ -292,7 +315,8 @@ def bench_batch_endpoint(url: str, seconds: float, clients: int, size: int = 256
 
 
 def bench_ours(seconds: int, connections: int, workdir: Path, workers: int, overload_connections: int = 1000,
-               repeats: int = 1, flood_clients: int = 8, project: Path = ROOT, auth: bool = True) -> dict:
+               repeats: int = 1, flood_clients: int = 8, project: Path = ROOT, auth: bool = True,
+               explain_k: int = 5, sequential_requests: int = 500) -> dict:
     """Our server under ``connections``, then ``overload_connections`` (wrk), then a flood of
     256-text requests from ``flood_clients`` clients, ``repeats`` times in turn; the medians of each
     number over the repeats, every run under ``runs``. With ``auth`` every request carries an API
@@ -320,6 +344,14 @@ def bench_ours(seconds: int, connections: int, workdir: Path, workers: int, over
                 single = run_wrk(f"{url}/v1/predict", "text", seconds, connections, workdir, key=key)
             run = {"single": {**single, **summarize_probes(samples)}}
             answered += single["ok"] + sum(1 for s, _ in samples["predict"] if s == 200)
+            if explain_k:
+                explained = run_wrk(f"{url}/v1/predict", "text", seconds, connections, workdir, key=key,
+                                    extra={"explain": explain_k})
+                one_plain = sequential(address, sequential_requests, key)
+                one_explained = sequential(address, sequential_requests, key, extra={"explain": explain_k})
+                run["explained"] = {**explained, **{f"one_plain_{k}": v for k, v in one_plain.items()},
+                                    **{f"one_explained_{k}": v for k, v in one_explained.items()}}
+                answered += explained["ok"] + 2 * sequential_requests - one_plain["errors"] - one_explained["errors"]
             if overload_connections:
                 with probing(address, predict_clients=4, key=key) as samples:
                     overload = run_wrk(f"{url}/v1/predict", "text", seconds, overload_connections, workdir,
@@ -352,6 +384,8 @@ def bench_ours(seconds: int, connections: int, workdir: Path, workers: int, over
         result["overload"] = {"connections": overload_connections, **medians("overload")}
     if flood_clients:
         result["flood"] = {"clients": flood_clients, **medians("flood")}
+    if explain_k:
+        result["explained"] = {"k": explain_k, "sequential_requests": sequential_requests, **medians("explained")}
     return result
 
 
@@ -432,6 +466,30 @@ def overload_table(report: dict) -> dict | None:
               + (f" 503s without Retry-After: {overload.get('shed_without_retry_after', 0):.0f}." if overload["shed"] else "")))
 
 
+def explained_table(report: dict) -> dict | None:
+    """Plain against explained single-text requests: under wrk's load, and one at a time."""
+    ours = report["ours"]
+    explained = ours.get("explained")
+    if explained is None:
+        return None
+    k, n = explained["k"], explained["sequential_requests"]
+
+    def row(name: str, numbers: dict, prefix: str = "") -> list:
+        return [name, f"{numbers[prefix + 'requests_per_second']:,.0f}", _ms(numbers[prefix + "p50_ms"]),
+                _ms(numbers[prefix + "p99_ms"]), round(numbers[prefix + "errors"])]
+
+    return common.table(
+        f'The cost of explanations ("explain": {k}): single-text POSTs, plain and explained',
+        ["requests", "requests/s", "p50 ms", "p99 ms", "errors"],
+        [row(f"plain, wrk -c{report['connections']}", ours), row(f"explained, wrk -c{report['connections']}", explained),
+         row(f"plain, one at a time ({n})", explained, "one_plain_"),
+         row(f"explained, one at a time ({n})", explained, "one_explained_")],
+        note=(f"Medians of {ours.get('repeats', 1)} runs. wrk -t2 -d{report['seconds']}s with the same five tweets, "
+              f'"explain": {k} in every body of the second row; then {n} requests one after another on one '
+              f"keep-alive connection, latency as the client sees it. An explained text is predicted once per "
+              f"distinct word (docs/serving.md#explanations), off the micro-batcher, on one thread per worker."))
+
+
 def report_tables(report: dict) -> list[dict]:
     """The tables main() prints (``common.table``), the lines around them as notes."""
     ours, flask = report["ours"], report.get("flask")
@@ -448,6 +506,9 @@ def report_tables(report: dict) -> list[dict]:
               + ("an API key on every request (serve.auth: keys)" if report.get("auth", False) else "serve.auth: none")
               + f", the prediction log's spool on. {ratio}. {batch}. {logged}."))
     tables = [single]
+    explained = explained_table(report)
+    if explained is not None:
+        tables.append(explained)
     overload = overload_table(report)
     if overload is not None:
         tables.append(overload)
@@ -474,6 +535,10 @@ def main() -> None:
     parser.add_argument("--no-auth", action="store_true",
                         help="run our server with serve.auth: none (default: every request carries an API key)")
     parser.add_argument("--project", type=Path, default=ROOT, help="the project whose model our server serves")
+    parser.add_argument("--explain-k", type=int, default=5,
+                        help='"explain": k of the explained runs (0: no explained runs)')
+    parser.add_argument("--sequential", type=int, default=500,
+                        help="requests of the one-at-a-time runs, plain and explained")
     parser.add_argument("--predict-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
                         help="rows of the predict command's files (none: not measured)")
     parser.add_argument("--output", type=Path, default=Path(tempfile.gettempdir()) / "serve-benchmark.json")
@@ -496,7 +561,8 @@ def main() -> None:
                     "connections": args.connections, "workers": args.workers, "params_md5": params_md5,
                     "auth": not args.no_auth}
     report["ours"] = bench_ours(args.seconds, args.connections, workdir, args.workers, args.overload_connections,
-                                args.repeats, args.flood_clients, args.project, auth=not args.no_auth)
+                                args.repeats, args.flood_clients, args.project, auth=not args.no_auth,
+                                explain_k=args.explain_k, sequential_requests=args.sequential)
     if not args.skip_flask:
         report["flask"] = bench_flask(args.seconds, args.connections, workdir)
     report["predict_command"] = bench_predict_command(workdir, tuple(args.predict_sizes))

@@ -269,3 +269,36 @@ def test_the_dashboard_renders_every_panel_and_predicts_a_typed_text(service, ot
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_the_dashboard_charts_the_monitor_history_and_names_the_drifted_words(service, other_domain_window,
+                                                                              browser, operator_key):
+    """Both monitor runs (airline tweets, then product reviews) were stored in the served log:
+    each check is a line over them with its threshold, and the drift panel shows the n-grams
+    and texts the text-drift classifier told apart."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, result, _ = other_domain_window
+    _, url = service
+    browser.get(f"{url}/dashboard")
+    if browser.find_elements(By.ID, "login-key"):  # this module's other browser test may not have run
+        browser.find_element(By.ID, "login-key").send_keys(operator_key[1])
+        browser.find_element(By.ID, "login-button").click()
+    WebDriverWait(browser, 20).until(ready.title_is("Sentiment model dashboard"))
+    charts = browser.find_elements(By.CSS_SELECTOR, "#monitor-history svg")
+    assert len(charts) == len(result["checks"])
+    for chart in charts:
+        assert chart.is_displayed() and chart.find_elements(By.CSS_SELECTOR, "line.threshold")
+    auc = browser.find_element(By.ID, "history-domain_classifier_auc")
+    assert len(auc.find_elements(By.TAG_NAME, "circle")) == 2  # one point per stored run
+    assert len(auc.find_elements(By.CSS_SELECTOR, 'circle[fill="#e45756"]')) == 1  # the drifted one
+    expected = [w["ngram"] for w in result["text_drift"]["toward_production"]]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#drift-words-production tr")[1:]
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == expected and expected
+    examples = browser.find_elements(By.CSS_SELECTOR, "#drift-examples-production li")
+    assert [e.text.rsplit(" (", 1)[0] for e in examples] == [
+        e["text"] for e in result["text_drift"]["examples"]["production"]]
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.find_element(By.ID, "drift").screenshot(str(ARTIFACTS / "dashboard-drift.png"))

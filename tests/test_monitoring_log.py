@@ -106,3 +106,41 @@ def test_one_row_the_database_refuses_does_not_cost_its_batch(tmp_path, postgres
             written = connection.execute(select(predictions.c.prediction_id)).scalars().all()
         assert sorted(written) == ["p0", "p1", "p3", "p4"]
         engine.dispose()
+
+
+def test_monitor_history_on_postgresql_and_a_read_only_replica_is_one_line(postgres_url, tmp_path):
+    """The migrated schema is the declared one on PostgreSQL too; runs are stored and read back
+    in time order; a read-only replica (here: every transaction read-only) refuses the write
+    with one line that names the way out and hides the password."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.engine import make_url
+
+    from sentiment_pipeline.core.errors import ResourceError
+    from sentiment_pipeline.monitoring import history
+    from sentiment_pipeline.predlog import schema
+
+    engine = connect(postgres_url)
+    with engine.begin() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), schema.metadata) == []
+        connection.execute(schema.monitor_runs.delete())
+    checks = [{"name": "domain_classifier_auc", "value": 0.81, "threshold": 0.75, "drift": True, "applicable": True},
+              {"name": "live_accuracy_drop", "value": None, "threshold": 0.05, "drift": False, "applicable": False}]
+    for hour, status in ((9, "drift"), (8, "ok")):  # stored out of order: read back by time
+        history.store(postgres_url, tmp_path, {"generated_at": f"2026-12-07T{hour:02d}:00:00+00:00", "status": status,
+                                               "message": "m", "rows": 300, "model_version": "v1",
+                                               "window": {"last": 300, "newest": "2026-12-07T07:59:00+00:00"},
+                                               "checks": checks})
+    runs = history.read_runs(engine, 10)
+    assert [r["status"] for r in runs] == ["ok", "drift"] and runs[0]["checks"] == checks
+    assert runs[1]["created_at"] == datetime(2026, 12, 7, 9, tzinfo=UTC)
+    assert history.series(runs)["domain_classifier_auc"]["values"] == [0.81, 0.81]
+    engine.dispose()
+
+    replica = make_url(postgres_url).set(password="secret-pw").update_query_dict(
+        {"options": "-c default_transaction_read_only=on"}).render_as_string(hide_password=False)
+    with pytest.raises(ResourceError) as info:
+        history.store(replica, tmp_path, {"generated_at": "2026-12-07T10:00:00+00:00", "status": "ok", "checks": []})
+    message = str(info.value)
+    assert "read-only transaction" in message and "--history-url" in message and "--no-history" in message
+    assert "secret-pw" not in message and "\n" not in message

@@ -131,7 +131,8 @@ def test_readiness_waits_for_the_model(small_predictor, tmp_path):
 
 def test_the_openapi_schema_says_what_the_server_enforces(client):
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]) == {"/v1/predict", "/v1/feedback", "/v1/model", "/v1/admin/reload", "/healthz", "/readyz"}
+    assert set(schema["paths"]) == {"/v1/predict", "/v1/feedback", "/v1/model", "/v1/admin/reload", "/v1/review",
+                                    "/healthz", "/readyz"}
     components = schema["components"]["schemas"]
     request = components["PredictRequest"]
     assert request["oneOf"] == [{"required": ["text"]}, {"required": ["texts"]}]

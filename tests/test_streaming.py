@@ -290,9 +290,11 @@ def test_streamed_tfidf_reports_an_impossible_min_df(tmp_path, split_files):
 
 
 # ------------------------------------------------------------------ the stages
-def test_stages_stream_when_chunk_rows_is_set(tmp_path, monkeypatch, messy_raw):
+@pytest.mark.parametrize("several", [False, True])
+def test_stages_stream_when_chunk_rows_is_set(tmp_path, monkeypatch, messy_raw, several):
     """download -> preprocess -> featurize through the stage entry points, once in memory and
-    once streamed: the same data/raw, data/processed and metrics files."""
+    once streamed: the same data/raw, data/processed and metrics files (also with the messy rows
+    as one of two download.sources, the other relabelling some of them)."""
     import yaml
 
     from sentiment_pipeline.stages import download
@@ -300,11 +302,16 @@ def test_stages_stream_when_chunk_rows_is_set(tmp_path, monkeypatch, messy_raw):
     from sentiment_pipeline.stages import preprocess as preprocess_stage
 
     _to_csv(messy_raw, tmp_path / "source.csv")
+    relabelled = messy_raw.sample(30, random_state=5).assign(label=lambda f: f["label"].map(
+        {"negative": "positive", "neutral": "negative", "positive": "neutral"}))
+    _to_csv(pd.concat([relabelled, messy_raw.head(10)]), tmp_path / "feedback.csv")
+    sources = [{"name": "feedback", "source": "file", "path": str(tmp_path / "feedback.csv")}, {"name": "original"}]
     outputs = {}
     for mode, chunk in (("memory", None), ("streamed", 31)):
         project = tmp_path / mode
         project.mkdir()
-        params = {"download": {"source": "file", "path": str(tmp_path / "source.csv"), "chunk_rows": chunk},
+        params = {"download": {"source": "file", "path": str(tmp_path / "source.csv"), "chunk_rows": chunk,
+                               "sources": sources if several else None},
                   "preprocess": {"chunk_rows": chunk, "n_jobs": 1},
                   "featurize": {"chunk_rows": chunk, "n_jobs": 1, "vectorizer": "hashing", "hashing_features": 2048}}
         (project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -318,6 +325,10 @@ def test_stages_stream_when_chunk_rows_is_set(tmp_path, monkeypatch, messy_raw):
         outputs[mode]["X_train"] = sp.load_npz(project / "data/features/X_train.npz").toarray().tobytes()
     assert outputs["streamed"] == outputs["memory"]
     assert json.loads(outputs["streamed"]["metrics/features.json"])["n_features"] == 2048
+    data = json.loads(outputs["streamed"]["metrics/data.json"])
+    assert ("sources" in data) is several
+    if several:
+        assert data["sources"]["feedback"]["rows_in"] == 40 and data["label_conflicts_resolved_by_precedence"] > 0
 
 
 def test_zero_workers_is_refused():

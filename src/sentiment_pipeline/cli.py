@@ -169,19 +169,25 @@ def predict(
     input_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet [default: from the suffix]."),
     output_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet [default: from the suffix]."),
     project: Path = typer.Option(Path("."), help="Project root holding dvc.lock and models/final."),
+    explain: int = typer.Option(None, min=1, max=20, help=(
+        "Add an 'explanation' column: each text's top-k words with their contributions, as JSON text "
+        "(as the API's explain; the words examined: serve.explain_max_words).")),
 ) -> None:
     """Predict a file of texts with the pipeline's verified final model (label, confidence, p_<class>)."""
     if on_bad_row not in {"fail", "skip"}:
         raise typer.BadParameter(f"expected fail or skip, got {on_bad_row!r}", param_hint="--on-bad-row")
 
     def run_batch() -> None:
+        from sentiment_pipeline.core.config import serve_settings
         from sentiment_pipeline.inference.predictor import Predictor
         from sentiment_pipeline.serving.batch import predict_file
 
+        max_words = serve_settings(project)[1].explain_max_words if explain is not None else 64  # as served
         predict_file(Predictor.load(project), source, target, text_column=text_column,
                      id_columns=id_column, on_bad_row=cast(Literal["fail", "skip"], on_bad_row),  # checked above
                      chunk_rows=chunk_rows,
-                     input_format=input_format, output_format=output_format)
+                     input_format=input_format, output_format=output_format,
+                     explain=explain, explain_max_words=max_words)
 
     _run(run_batch)
 
@@ -276,6 +282,39 @@ def _feedback_keys(settings, project: Path, key_ids: list[str], scopes: list[str
             "keys with scope %s in %s: %s", "/".join(scopes), path, ", ".join(holders) or "none")
         keep.update(holders)
     return keep
+
+
+@app.command("export-review")
+def export_review(
+    output: Path = typer.Argument(Path("review.json"), help="Label Studio tasks JSON to write."),
+    policy: str = typer.Option("low_confidence", help="low_confidence | margin | disagreement (ensemble members)."),
+    limit: int = typer.Option(100, min=1, help="Tasks to write, at most."),
+    config_output: Path = typer.Option(None, help="Also write the matching Label Studio labeling config (XML)."),
+    project: Path = typer.Option(Path("."), help="Project root holding params.yaml and models/final."),
+    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+) -> None:
+    """The review queue (unlabelled logged predictions that most need a human) as Label Studio
+    tasks, the model's label pre-annotated; see docs/serving.md#reviewing-predictions."""
+    from sentiment_pipeline.predlog.review import POLICIES
+    from sentiment_pipeline.serving.review_commands import export_review as run
+
+    if policy not in POLICIES:
+        raise typer.BadParameter(f"expected one of {', '.join(POLICIES)}, got {policy!r}", param_hint="--policy")
+    _run(run, project=project, output=output, policy=policy, limit=limit, database_url=database_url,
+         config_output=config_output)
+
+
+@app.command("import-labels")
+def import_labels(
+    source: Path = typer.Argument(..., help="Label Studio's JSON export of the review project."),
+    project: Path = typer.Option(Path("."), help="Project root holding params.yaml and models/final."),
+    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+) -> None:
+    """Store Label Studio's labels as feedback (key id label-studio), matched by prediction id;
+    all or nothing, and importing the same export again adds nothing."""
+    from sentiment_pipeline.serving.review_commands import import_labels as run
+
+    _run(run, project=project, source=source, database_url=database_url)
 
 
 # ---------------------------------------------------------------- API keys
@@ -442,33 +481,31 @@ def monitor(
     until: str = typer.Option(None, help="Window end (exclusive), ISO time."),
     database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
     output_dir: Path = typer.Option(None, help="Where monitor.json and report.html go [default: monitor.output_dir]."),
+    history: bool = typer.Option(None, "--history/--no-history", help="Store the run in the log's monitor_runs "
+                                 "table (needs a writable log) [default: monitor.history]."),
+    history_url: str = typer.Option(None, help="Where to store the run when --database-url is a read-only "
+                                    "replica: the log's writable URL [default: the log read]."),
+    webhook: str = typer.Option(None, envvar="SENTIMENT_MONITOR_WEBHOOK_URL", show_envvar=True,
+                                help="POST a JSON summary here on drift or error [default: monitor.webhook_url]."),
 ) -> None:
     """Drift and estimated accuracy of the served model on a window of the prediction log.
     Exit code 0: ok (or too few rows to judge); 1: a check beyond its threshold; 2: an error."""
     window_start, window_end = _utc(since, "--since"), _utc(until, "--until")
+    if history is False and history_url:
+        raise typer.BadParameter("stores the run, which --no-history says not to: give one, not both",
+                                 param_hint="--history-url")
 
     def run_monitor() -> None:
-        from sqlalchemy.exc import SQLAlchemyError
-
         from sentiment_pipeline.core.config import serve_settings
-        from sentiment_pipeline.monitoring import monitor as monitoring
-        from sentiment_pipeline.predlog.access import read_failure
+        from sentiment_pipeline.monitoring import command
+        from sentiment_pipeline.monitoring.monitor import WindowSpec
 
         params, settings = serve_settings(project)
-        try:
-            result, json_file, html_file = monitoring.run(
-                project, params.monitor, database_url or settings.database_url,
-                monitoring.WindowSpec(last=last, since=window_start, until=window_end), output_dir)
-        except SQLAlchemyError as exc:  # the log failed after it was opened (monitoring.run names the rest)
-            raise read_failure(database_url or settings.database_url, exc) from None
-        except OSError as exc:  # a project file that cannot be read (a missing one: _run names its stage)
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise PipelineError(f"{exc.filename or 'a file'}: cannot be read: {exc.strerror or exc}") from None
-        logging.getLogger("sentiment_pipeline.monitor").info(
-            "%s: %s (%d rows); wrote %s and %s", result["status"], result["message"], result["rows"],
-            json_file, html_file)
-        code = monitoring.exit_code(result)
+        url = database_url or settings.database_url
+        keep = params.monitor.history if history is None else history
+        code = command.execute(project, params.monitor, url, WindowSpec(last=last, since=window_start, until=window_end),
+                               output_dir, history_url=(history_url or url) if keep or history_url else None,
+                               webhook_url=webhook or params.monitor.webhook_url)
         if code:
             raise typer.Exit(code=code)
 
@@ -491,6 +528,21 @@ def check_lock(
         typer.echo(lockcheck.check(**kwargs))
 
     _run(check, root=Path.cwd(), rev=rev, tolerance=ABS_TOLERANCE if tolerance is None else tolerance)
+
+
+@app.command("check-remote")
+def check_remote(
+    remote: str = typer.Option(None, "--remote", "-r", help="The DVC remote [default: the project's default remote]."),
+) -> None:
+    """Check that the DVC remote answers with the configured credentials (before dvc push/pull):
+    one line naming the remote and what to do when it does not (make push, make pull)."""
+    from sentiment_pipeline.review.remote import check_remote as check
+
+    def run(**kwargs) -> None:
+        info = check(**kwargs)
+        typer.echo(f"{info.where()}: reachable, credentials accepted")
+
+    _run(run, root=Path.cwd(), name=remote)
 
 
 def main() -> None:

@@ -66,6 +66,14 @@ NJobs = Annotated[int, AfterValidator(_not_zero)]
 AMAZON_3_CLASS = {1: "negative", 2: "negative", 3: "neutral", 4: "positive", 5: "positive"}
 
 
+# download.sources: what only the whole stage sets, and what an entry setting `source` states itself
+_STAGE_WIDE = {"min_rows", "chunk_rows", "sources", "precedence"}
+_LOCATION = {"path", "url", "sha256", "format"}
+_PER_SOURCE = {"source", "path", "url", "sha256", "format", "schema", "text_column", "label_column",
+               "rating_column", "rating_labels", "labels", "encoding", "timeout_seconds", "retries",
+               "backoff_seconds"}
+
+
 class DownloadConfig(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -89,6 +97,14 @@ class DownloadConfig(_Section):
     # Read the source in chunks of this many rows (data larger than memory); null reads it
     # whole. Same output file either way.
     chunk_rows: ChunkRows = None
+    # Several sources merged into one data/raw with a `source` column (null: the one source above).
+    # Each entry is {name: ..., <any field above but min_rows/chunk_rows>}; what it leaves out it
+    # takes from this section, except that an entry setting `source` states its own location
+    # (path, url, sha256, format). See docs/data.md#several-sources.
+    sources: Annotated[list[dict[str, object]], Field(min_length=2)] | None = None
+    # Source names, first wins where sources label the same text differently (null: the order of
+    # `sources`).
+    precedence: list[str] | None = None
 
     @model_validator(mode="after")
     def _source_needs_location(self) -> DownloadConfig:
@@ -96,7 +112,54 @@ class DownloadConfig(_Section):
             raise ValueError("download.path is required when download.source is 'file'")
         if self.source == "url" and (self.url is None or self.sha256 is None):
             raise ValueError("download.url and download.sha256 are required when download.source is 'url'")
+        if self.precedence is not None and self.sources is None:
+            raise ValueError("download.precedence orders download.sources, which is not set")
+        if self.sources is not None:
+            self.source_configs()  # every entry valid, names unique, precedence complete
         return self
+
+    def source_configs(self) -> list[tuple[str, DownloadConfig]]:
+        """(name, config) of each of ``download.sources`` in precedence order (first wins); a
+        ConfigError-ready ValueError names the entry's key (``download.sources[1].path``)."""
+        if self.sources is None:
+            raise ValueError("download.sources is not set")
+        section = self.model_dump(by_alias=True, exclude_unset=True, exclude=_STAGE_WIDE)
+        configs: dict[str, DownloadConfig] = {}
+        locations: dict[tuple, str] = {}
+        for i, entry in enumerate(self.sources):
+            key = f"download.sources[{i}]"
+            name, fields = entry.get("name"), {k: v for k, v in entry.items() if k != "name"}
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"{key}.name: expected a name of letters, digits, '_', '.' or '-' (got {name!r})")
+            if name in configs:
+                raise ValueError(f"{key}.name: {name!r} names an earlier entry too; names must be unique")
+            unknown = sorted(set(fields) - _PER_SOURCE)
+            if unknown:
+                raise ValueError(f"{key}.{unknown[0]}: not a per-source field; an entry may set "
+                                 f"name and {', '.join(sorted(_PER_SOURCE))}")
+            merged = {k: v for k, v in section.items() if "source" not in fields or k not in _LOCATION}
+            merged.update(fields)
+            source, location = merged.get("source", "embedded_airline"), merged.get("path") or merged.get("url")
+            if source == "file" and merged.get("path") is None:
+                raise ValueError(f"{key}.path is required when its source is 'file'")
+            if source == "url" and (merged.get("url") is None or merged.get("sha256") is None):
+                raise ValueError(f"{key}.url and {key}.sha256 are required when its source is 'url'")
+            try:
+                configs[name] = DownloadConfig.model_validate(merged)
+            except ValidationError as exc:
+                item = exc.errors()[0]
+                field = str(item["loc"][0]) if item["loc"] else ""
+                where = f"{key}.{field}" if field in fields else f"download.{field} (inherited by {key})"
+                raise ValueError(f"{where}: {item['msg']} (got {item.get('input')!r})") from None
+            place = (source, str(location))
+            if place in locations:
+                raise ValueError(f"{key}: reads the same {source} source as entry {locations[place]!r}")
+            locations[place] = name
+        order = self.precedence if self.precedence is not None else list(configs)
+        if sorted(order) != sorted(configs) or len(set(order)) != len(order):
+            raise ValueError(f"download.precedence: expected each name of download.sources once, "
+                             f"{sorted(configs)}, got {order}")
+        return [(name, configs[name]) for name in order]
 
     @property
     def text_columns(self) -> list[str]:
@@ -411,6 +474,8 @@ class TrainConfig(_Section):
 class ReportConfig(_Section):
     # Fail the pull-request check when test macro-F1 drops by more than this (null: never).
     max_f1_macro_drop: Annotated[float, Field(ge=0.0)] | None = None
+    # Classes drawn as ROC and precision-recall charts in the report (more: those that moved most).
+    curve_classes: Annotated[int, Field(ge=0, le=50)] = 6
 
 
 # ---------------------------------------------------------------- evaluate
@@ -465,6 +530,11 @@ class ServeConfig(_Section):
     # call of up to batch_max_texts texts (same numbers as one by one: every step is row-wise).
     batch_max_texts: Annotated[int, Field(ge=1)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0)] = 1.0
+    # Explanations ("explain": k, docs/serving.md#explanations): the model predicts a text once per
+    # distinct word examined, so a request costs up to explain_max_texts * (explain_max_words + 1)
+    # predictions (see docs/serving.md for the measured times); more texts with explain: 422.
+    explain_max_texts: Annotated[int, Field(ge=1)] = 16
+    explain_max_words: Annotated[int, Field(ge=1, le=1000)] = 64
     # Admission and timeouts. At most max_inflight prediction requests in flight per worker; one
     # more waits up to admission_wait_ms for a slot, then gets a fast 503 with Retry-After (health,
     # readiness and metrics are never counted or refused). A request line and headers over
@@ -488,6 +558,10 @@ class ServeConfig(_Section):
     keys_file: str = "logs/keys/api_keys.json"
     rate_limit_per_second: Annotated[float, Field(gt=0)] | None = 100.0
     rate_limit_burst: Annotated[int, Field(ge=1)] = 200
+    # The review queue (GET /v1/review, export-review, the dashboard) reads only the newest this
+    # many predictions: bounded work on a big log (5,000: margin 0.17 s, disagreement 1.2 s re-scoring
+    # them with the 4 members of models/final; measured in docs/serving.md#reviewing-predictions).
+    review_window_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
 
 
 # ---------------------------------------------------------------- monitor (not a stage)
@@ -510,6 +584,12 @@ class MonitorConfig(_Section):
     max_estimated_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.05  # vs the estimate on the test split
     min_feedback_rows: Annotated[int, Field(ge=1)] = 30  # live scores need this many labels
     max_live_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
+    top_ngrams: Annotated[int, Field(ge=0, le=100)] = 10    # separating n-grams shown per direction
+    example_texts: Annotated[int, Field(ge=0, le=20)] = 3   # most confidently told-apart texts per side
+    history: bool = True                                   # store each run in the log's monitor_runs table
+    # POSTed a JSON summary on drift or error; prefer SENTIMENT_MONITOR_WEBHOOK_URL for a secret URL
+    webhook_url: Annotated[str, Field(pattern=r"^https?://[^/?#\s]+")] | None = None
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
 
 
 # ---------------------------------------------------------------- params.yaml

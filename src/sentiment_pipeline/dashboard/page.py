@@ -20,9 +20,12 @@ from sqlalchemy import Engine, func, select
 
 from sentiment_pipeline.core import paths
 from sentiment_pipeline.core.files import read_json
+from sentiment_pipeline.dashboard import highlight
+from sentiment_pipeline.dashboard.review_panel import review_panel
 from sentiment_pipeline.monitoring.charts import bar_chart, heatmap, line_chart
 from sentiment_pipeline.monitoring.html import checks_table
 from sentiment_pipeline.predlog.prediction_log import predictions
+from sentiment_pipeline.predlog.review import ReviewQueue
 
 LIVE_ROWS = 1000  # the class mix and confidence panels use the newest predictions
 MINUTES = 60      # requests over time: the last hour, per minute
@@ -125,6 +128,13 @@ def read_monitor(file: Path) -> dict | None:
     return result
 
 
+def read_monitor_history(engine: Engine) -> list[dict] | None:
+    """The stored monitor runs the drift panel charts; None when the log cannot be read."""
+    from sentiment_pipeline.monitoring.history import dashboard_runs
+
+    return dashboard_runs(engine)
+
+
 # ------------------------------------------------------------------ rendering
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f5f6f8;color:#222}
@@ -149,7 +159,7 @@ document.getElementById('predict-form').addEventListener('submit', async (event)
   out.textContent = '...';
   try {
     const response = await fetch('/v1/predict', {method: 'POST', headers: {'content-type': 'application/json'},
-                                                 body: JSON.stringify({text: text})});
+                                                 body: JSON.stringify({text: text, explain: EXPLAIN_WORDS})});
     const body = await response.json();
     if (!response.ok) {
       const details = (body.details || []).map(d => d.field + ': ' + d.message).join('; ');
@@ -167,6 +177,7 @@ document.getElementById('predict-form').addEventListener('submit', async (event)
     }
     document.getElementById('predicted-label').textContent = p.label;
     document.getElementById('predicted-confidence').textContent = p.confidence.toFixed(4);
+    showExplanation(out, text, p);  // dashboard/highlight.py
   } catch (error) {
     out.textContent = 'request failed: ' + error;
   }
@@ -255,11 +266,15 @@ def live_panels(live: Live | None, classes: list[str], prior: dict[str, float]) 
             _section("confidence", "Confidence", confidence)]
 
 
-def monitor_panel(result: dict | None, source: str) -> str:
+def monitor_panel(result: dict | None, source: str, history: list[dict] | None = None) -> str:
+    from sentiment_pipeline.monitoring.history import history_charts
+    from sentiment_pipeline.monitoring.html import separating_words
+
+    over_time = f'<h3 style="font-size:13px">Each check over the stored runs</h3>{history_charts(history)}'
     if result is None:
         body = (f'<p><span class="status none">no monitor run</span></p><p class="muted">run '
                 f'<code>sentiment-pipeline monitor</code> (it writes {escape(source)})</p>')
-        return _section("drift", "Drift and estimated accuracy", body)
+        return _section("drift", "Drift and estimated accuracy", body + over_time)
     status = str(result.get("status", "unknown"))
     perf = result.get("performance") or {}
     estimated = (perf.get("estimated") or {}).get("accuracy")
@@ -273,7 +288,10 @@ def monitor_panel(result: dict | None, source: str) -> str:
              f'{_fmt(perf.get("reference_accuracy"))}'
              + (f'; on {escape(str(live.get("rows")))} feedback labels: {_fmt(live.get("accuracy"))}' if live.get("accuracy") is not None else "")
              + ".</p>", checks_table(result.get("checks", []))]
-    return _section("drift", "Drift and estimated accuracy", "".join(parts))
+    words = separating_words(result)
+    if words:
+        parts.append(f'<h3 style="font-size:13px">What separates production text from training text</h3>{words}')
+    return _section("drift", "Drift and estimated accuracy", "".join(parts) + over_time)
 
 
 def predict_panel(max_chars: int) -> str:
@@ -307,16 +325,18 @@ def login_page(message: str | None = None) -> str:
 
 
 def render(metadata: dict, evaluation: Evaluation, live: Live | None, monitor_result: dict | None,
-           monitor_source: str, max_chars: int, logout: bool = False) -> str:
+           monitor_source: str, max_chars: int, logout: bool = False,
+           review: ReviewQueue | None = None, monitor_history: list[dict] | None = None) -> str:
     classes = list(metadata.get("classes", []))
     panels = [model_card_panel(metadata, evaluation), predict_panel(max_chars),
-              monitor_panel(monitor_result, monitor_source), *live_panels(live, classes, evaluation.train_prior),
+              monitor_panel(monitor_result, monitor_source, monitor_history), review_panel(review),
+              *live_panels(live, classes, evaluation.train_prior),
               *evaluation_panels(evaluation, classes)]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>Sentiment model dashboard</title><style>{STYLE}</style></head><body>"
+            f"<title>Sentiment model dashboard</title><style>{STYLE}{highlight.STYLE}</style></head><body>"
             f"<header><h1>Sentiment model dashboard</h1><p>{escape(str(metadata.get('family')))} "
             f"model {escape(str(metadata.get('version')))} · classes {escape(', '.join(classes))} · {generated}</p>"
             f"{LOGOUT if logout else ''}</header>"
-            f"<main>{''.join(panels)}</main><script>{SCRIPT}</script></body></html>")
+            f"<main>{''.join(panels)}</main><script>{highlight.SCRIPT}{SCRIPT}</script></body></html>")

@@ -83,27 +83,50 @@ def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float]], 
     return "".join(parts)
 
 
-def line_chart(labels: Sequence[str], values: Sequence[float], *, title: str, width: int = 420,
-               height: int = 200, chart_id: str = "") -> str:
-    """One line over ordered labels (e.g. requests per minute), first and last label on the axis."""
+def line_chart(labels: Sequence[str], values: Sequence[float | None], *, title: str, width: int = 420,
+               height: int = 200, chart_id: str = "", threshold: float | None = None) -> str:
+    """One line over ordered labels (e.g. requests per minute), first and last label on the axis.
+    A None value is a gap in the line (a check that was not applicable in that run); a
+    ``threshold`` is drawn as a dashed red line across the plot."""
     if len(labels) != len(values):
         raise ValueError(f"labels ({len(labels)}) and values ({len(values)}) differ in length")
     left, right, upper, lower = 40, 10, 24, 30
     plot_w, plot_h = width - left - right, height - upper - lower
-    top = max(values) * 1.1 if values and max(values) > 0 else 1.0
+    present = [v for v in values if v is not None]
+    peak = max([*present, *([threshold] if threshold is not None else [])], default=0)
+    top = peak * 1.1 if peak > 0 else 1.0
     parts = [_svg_open(width, height, title, chart_id) +
              f'<text x="{left}" y="14" {FONT} font-weight="bold">{escape(title)}</text>']
     for tick in range(5):
         y = upper + plot_h - plot_h * tick / 4
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
                      f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_tick(top * tick / 4, top)}</text>')
-    if values:
+
+    def y_of(v: float) -> float:
+        return upper + plot_h - plot_h * min(max(v, 0) / top, 1)
+
+    if threshold is not None:
+        parts.append(f'<line class="threshold" x1="{left}" x2="{width - right}" y1="{y_of(threshold):.1f}" '
+                     f'y2="{y_of(threshold):.1f}" stroke="#c62828" stroke-dasharray="4 3">'
+                     f'<title>threshold {threshold:g}</title></line>')
+    if present:
         step = plot_w / max(len(values) - 1, 1)
-        points = " ".join(f"{left + i * step:.1f},{upper + plot_h - plot_h * v / top:.1f}" for i, v in enumerate(values))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>')
+        runs: list[list[str]] = [[]]  # unbroken stretches of values
         for i, v in enumerate(values):
-            parts.append(f'<circle cx="{left + i * step:.1f}" cy="{upper + plot_h - plot_h * v / top:.1f}" r="2.5" '
-                         f'fill="{PALETTE[0]}"><title>{escape(str(labels[i]))}: {v:g}</title></circle>')
+            if v is None:
+                runs.append([])
+            else:
+                runs[-1].append(f"{left + i * step:.1f},{y_of(v):.1f}")
+        for points in runs:
+            if len(points) > 1:
+                parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>')
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            beyond = threshold is not None and v > threshold
+            parts.append(f'<circle cx="{left + i * step:.1f}" cy="{y_of(v):.1f}" r="2.5" '
+                         f'fill="{PALETTE[3] if beyond else PALETTE[0]}"><title>{escape(str(labels[i]))}: {v:g}'
+                         f'</title></circle>')
         parts.append(f'<text x="{left}" y="{height - 8}" {FONT}>{escape(str(labels[0]))}</text>'
                      f'<text x="{width - right}" y="{height - 8}" text-anchor="end" {FONT}>{escape(str(labels[-1]))}</text>')
     else:

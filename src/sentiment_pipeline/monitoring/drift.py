@@ -68,8 +68,19 @@ def out_of_vocabulary_share(cleaned: Iterable[str], tokenize: Callable[[str], li
 def domain_classifier_auc(reference: Sequence[str], current: Sequence[str], seed: int,
                           max_rows: int = 2000, folds: int = 3) -> float | None:
     """Cross-validated ROC-AUC of a classifier telling ``current`` texts from ``reference`` ones
-    (equal-sized seeded samples, TF-IDF of word uni- and bigrams fitted per fold, logistic
-    regression). None when either side has fewer rows than folds."""
+    (see :func:`domain_classifier`). None when either side has fewer rows than folds."""
+    found = domain_classifier(reference, current, seed, max_rows, folds, top_ngrams=0, examples=0)
+    return None if found is None else found["auc"]
+
+
+def domain_classifier(reference: Sequence[str], current: Sequence[str], seed: int, max_rows: int = 2000,
+                      folds: int = 3, top_ngrams: int = 10, examples: int = 3) -> dict | None:
+    """The text-drift classifier and what it found: its cross-validated ROC-AUC (equal-sized
+    seeded samples, TF-IDF of word uni- and bigrams fitted per fold, logistic regression), the
+    ``top_ngrams`` n-grams that most separate the sides in each direction (the coefficients of
+    the same model fitted on the whole sample: positive toward ``current``), and ``examples``
+    texts from each side that it classified most confidently out of fold. None when either side
+    has fewer rows than folds."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -85,12 +96,36 @@ def domain_classifier_auc(reference: Sequence[str], current: Sequence[str], seed
     texts, is_current = ref + cur, np.r_[np.zeros(n), np.ones(n)]
     model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
                           LogisticRegression(max_iter=1000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     # min_df=2 over a tiny window can leave no vocabulary; fall back to every token
     try:
-        scores = cross_val_predict(model, texts, is_current, method="predict_proba",
-                                   cv=StratifiedKFold(folds, shuffle=True, random_state=seed))[:, 1]
+        scores = cross_val_predict(model, texts, is_current, method="predict_proba", cv=cv)[:, 1]
     except ValueError:
         model.set_params(tfidfvectorizer__min_df=1)
-        scores = cross_val_predict(model, texts, is_current, method="predict_proba",
-                                   cv=StratifiedKFold(folds, shuffle=True, random_state=seed))[:, 1]
-    return float(roc_auc_score(is_current, scores))
+        scores = cross_val_predict(model, texts, is_current, method="predict_proba", cv=cv)[:, 1]
+    result: dict = {"auc": float(roc_auc_score(is_current, scores)), "rows_per_side": n}
+    if top_ngrams <= 0 and examples <= 0:
+        return result
+    model.fit(texts, is_current)
+    terms = model[0].get_feature_names_out()
+    weights = model[-1].coef_[0]
+    # ties broken by the n-gram itself, so the lists do not depend on the vocabulary's order
+    toward_current = sorted(((-w, t) for t, w in zip(terms, weights, strict=True) if w > 0))[:top_ngrams]
+    toward_reference = sorted(((w, t) for t, w in zip(terms, weights, strict=True) if w < 0))[:top_ngrams]
+    result["toward_production"] = [{"ngram": str(t), "weight": round(float(-w), 6)} for w, t in toward_current]
+    result["toward_training"] = [{"ngram": str(t), "weight": round(float(w), 6)} for w, t in toward_reference]
+
+    def most_confident(side: list[str], side_scores: np.ndarray) -> list[dict]:
+        order = sorted(range(len(side)), key=lambda i: (-side_scores[i], side[i]))
+        chosen: list[dict] = []
+        for i in order:  # a text repeated in the window is shown once
+            if len(chosen) == examples:
+                break
+            if side[i].strip() and all(c["text"] != side[i] for c in chosen):
+                chosen.append({"text": side[i], "probability": round(float(side_scores[i]), 6)})
+        return chosen
+
+    # probability of the side the text came from, out of fold (the fitted model has seen them all)
+    result["examples"] = {"production": most_confident(cur, scores[n:]),
+                          "training": most_confident(ref, 1 - scores[:n])}
+    return result

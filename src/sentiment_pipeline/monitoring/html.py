@@ -37,6 +37,33 @@ def checks_table(checks: list[dict]) -> str:
             + "".join(rows) + "</table>")
 
 
+def separating_words(result: dict) -> str:
+    """What tells production text from training text, per the text-drift classifier: its
+    strongest n-grams in each direction with their coefficients, and the texts it told apart
+    most confidently on each side ("" when the monitor did not fit it)."""
+    found = result.get("text_drift")
+    if not isinstance(found, dict) or "toward_production" not in found:
+        return ""
+
+    def words(side: str, title: str) -> str:
+        rows = "".join(f'<tr><td>{escape(str(w.get("ngram")))}</td><td>{_fmt(w.get("weight"), 3)}</td></tr>'
+                       for w in found.get(side) or [] if isinstance(w, dict))
+        return (f'<table id="drift-words-{side.removeprefix("toward_")}"><tr><th>{escape(title)}</th><th>weight</th></tr>'
+                + (rows or '<tr><td colspan="2" class="na">none</td></tr>') + "</table>")
+
+    def examples(side: str) -> str:
+        items = "".join(f'<li>{escape(str(e.get("text")))} <span class="na">({_fmt(e.get("probability"), 2)})</span></li>'
+                        for e in (found.get("examples") or {}).get(side) or [] if isinstance(e, dict))
+        return f'<ul id="drift-examples-{side}" style="font-size:12px">{items or "<li class=na>none</li>"}</ul>'
+
+    return (f'<p>ROC-AUC {_fmt(found.get("auc"), 3)} over {escape(str(found.get("rows_per_side")))} texts per side; '
+            'weights are the classifier\'s coefficients on TF-IDF n-grams (positive: production).</p>'
+            f'<div class="charts" style="display:flex;flex-wrap:wrap;gap:16px">{words("toward_production", "toward production")}'
+            f'{words("toward_training", "toward training")}</div>'
+            '<p>Told apart most confidently (cleaned text, out-of-fold probability of its side):</p>'
+            f'<p><b>production</b></p>{examples("production")}<p><b>training</b></p>{examples("training")}')
+
+
 def _bin_labels(edges: list[float], digits: int = 1) -> list[str]:
     labels = [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
     labels[-1] = f"{edges[-2]:g}+" if edges[-1] >= 400 else labels[-1]
@@ -87,7 +114,10 @@ def render_report(result: dict) -> str:
                        f'{_fmt(perf["reference_accuracy"])}; feedback labels: {live["rows"]}'
                        + (f', live accuracy {_fmt(live["accuracy"])}, macro-F1 {_fmt(live["f1_macro"])}'
                           if live["accuracy"] is not None else "") + ".</p>")
+    words = separating_words(result)
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sentiment model monitor</title>"
             f"<style>{STYLE}</style></head><body><h1>Sentiment model monitor</h1>{''.join(summary)}"
-            f"<h2>Checks</h2>{checks_table(result.get('checks', []))}<h2>Distributions</h2>{charts(result)}"
+            f"<h2>Checks</h2>{checks_table(result.get('checks', []))}"
+            + (f"<h2>Text drift: what separates production from training</h2>{words}" if words else "")
+            + f"<h2>Distributions</h2>{charts(result)}"
             "</body></html>")

@@ -199,8 +199,10 @@ def evaluate_window(window: pd.DataFrame, reference: Reference, predictor: Predi
     oov = (drift.out_of_vocabulary_share(cleaned, reference.tokenize, reference.vocabulary)
            if texts_logged and reference.vocabulary is not None else None)
     # sorted: the log's row order depends on request timing; the seeded sample must not
-    auc = (drift.domain_classifier_auc(reference.train_cleaned, sorted(cleaned), config.seed,
-                                       config.domain_classifier_rows) if texts_logged else None)
+    separated = (drift.domain_classifier(reference.train_cleaned, sorted(cleaned), config.seed,
+                                         config.domain_classifier_rows, top_ngrams=config.top_ngrams,
+                                         examples=config.example_texts) if texts_logged else None)
+    auc = None if separated is None else separated["auc"]
     mix = drift.class_mix_drift(predicted, reference.prior)
     conf = drift.distribution_drift(reference.test_confidence, confidence)
     adapted, window_prior = performance.adapt_to_window_prior(probabilities, reference.model_prior)
@@ -222,6 +224,8 @@ def evaluate_window(window: pd.DataFrame, reference: Reference, predictor: Predi
     result["input"] = {"text_length": length, "empty_share": empty_share,
                        "oov_share": oov, "reference_oov_share": reference.test_oov_share,
                        "domain_classifier_auc": auc}
+    # what the text-drift classifier found (None: no texts logged, or too few to fit it)
+    result["text_drift"] = separated
     result["output"] = {"class_mix": mix, "confidence": conf}
     result["performance"] = {"reference_accuracy": reference.test_accuracy,
                              "reference_estimated_accuracy": reference.test_estimated_accuracy,
@@ -270,7 +274,8 @@ def monitor(engine: Engine, predictor: Predictor, reference: Reference, config: 
                          "until": spec.until.isoformat() if spec.until else None,
                          "first": _iso(times.min()) if len(times) else None,
                          "newest": _iso(times.max()) if len(times) else None},
-              "thresholds": config.model_dump(mode="json")}
+              # the webhook URL is left out: it is often a secret, and monitor.json is an artifact
+              "thresholds": config.model_dump(mode="json", exclude={"webhook_url"})}
     return {**header, **result}
 
 
@@ -306,8 +311,9 @@ def write_outputs(result: dict, output_dir: Path) -> tuple[Path, Path]:
 
 
 def run(project: Path, config: MonitorConfig, database_url: str, spec: WindowSpec,
-        output_dir: Path | None = None) -> tuple[dict, Path, Path]:
-    """Load the served model and its reference, read the window, judge it, write the outputs."""
+        output_dir: Path | None = None, history_url: str | None = None) -> tuple[dict, Path, Path]:
+    """Load the served model and its reference, read the window, judge it, write the outputs,
+    and store the run in the log at ``history_url`` (None: not stored)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from sentiment_pipeline.predlog.access import open_reader, read_failure
@@ -327,4 +333,9 @@ def run(project: Path, config: MonitorConfig, database_url: str, spec: WindowSpe
         engine.dispose()
     target = output_dir or (project / config.output_dir)
     json_file, html_file = write_outputs(result, Path(target))
+    if history_url:
+        from sentiment_pipeline.monitoring import history
+
+        run_id = history.store(history_url, project, result)
+        log.debug("stored as monitor run %d", run_id)
     return result, json_file, html_file

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -209,6 +209,8 @@ def _download_fsspec(url: str, target: Path) -> None:
         ) from exc
     except (OSError, ValueError) as exc:
         raise DataError(f"{url}: could not read: {exc}") from exc
+    except Exception as exc:  # a backend's own errors, e.g. botocore's NoCredentialsError (no OSError)
+        raise DataError(f"{url}: could not read: {type(exc).__name__}: {exc}") from exc
 
 
 def sha256_of(path: Path) -> str:
@@ -349,7 +351,7 @@ def drop_dirty_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop rows whose text is blank, then exact (text, label) duplicates; count each."""
     blank = frame["text"].str.strip() == ""
     frame = frame[~blank]
-    duplicate = frame.duplicated(keep="first")
+    duplicate = frame.duplicated(subset=["text", "label"], keep="first")
     return frame[~duplicate].reset_index(drop=True), {
         "blank_text": int(blank.sum()),
         "exact_duplicates": int(duplicate.sum()),
@@ -432,32 +434,53 @@ def _blank(chunk: pd.DataFrame) -> np.ndarray:
 
 def stream_source(config: DownloadConfig, cv_folds: int, target: Path) -> dict:
     """:func:`load_source` + :func:`drop_dirty_rows` + :func:`check_counts` + ``write_csv`` in
-    chunks of ``download.chunk_rows``: the same file and report, memory bounded by the chunk.
+    chunks of ``download.chunk_rows``: the same file and report, memory bounded by the chunk
+    (with ``download.sources``: what :func:`merge_sources` writes and reports).
 
-    Two passes over the source: the first validates it and keys every non-blank row, the second
-    writes the rows whose (text, label) key was not seen before.
+    Two passes over the source(s): the first validates them and keys every non-blank row, the
+    second writes the rows whose (text, label) key was not seen before.
     """
+    if config.sources is not None:
+        named = config.source_configs()
+        return _stream(named, merged_name([n for n, _ in named]), config, cv_folds, target, provenance=True)
+    return _stream([(source_name(config), config)], source_name(config), config, cv_folds, target,
+                   provenance=False)
+
+
+def _stream(named: list[tuple[str, DownloadConfig]], name: str, config: DownloadConfig, cv_folds: int,
+            target: Path, provenance: bool) -> dict:
     from sentiment_pipeline.pipeline.streaming import LabelCodes, counts_by_label, first_occurrence, text_keys, write_csv_chunks
 
-    name = source_name(config)
-    codes, keys, label_codes = LabelCodes(), [], []
-    rows_in = blank_rows = 0
-    assert config.chunk_rows is not None  # the streamed path runs only when download.chunk_rows is set
-    with source_chunks(config, config.chunk_rows) as read:
+    codes, keys, label_codes, source_codes = LabelCodes(), [], [], []
+    rows_in_of, blank_of = [0] * len(named), [0] * len(named)
+    chunk_rows = config.chunk_rows
+    assert chunk_rows is not None  # the streamed path runs only when download.chunk_rows is set
+    with ExitStack() as stack:
+        # every source opened (a URL downloaded and verified) once, for both passes
+        readers = [stack.enter_context(source_chunks(c, chunk_rows)) for _, c in named]
+
+        def chunks() -> Iterator[tuple[int, pd.DataFrame]]:
+            for i, read in enumerate(readers):
+                yield from ((i, chunk) for chunk in read())
+
         with tqdm(desc="download: check", unit="row", leave=False, disable=None) as bar:
-            for chunk in read():
+            for i, chunk in chunks():
                 blank = _blank(chunk)
                 kept = chunk[~blank]
                 keys.append(text_keys(kept["text"], kept["label"]))
                 label_codes.append(codes.encode(kept["label"]))
-                rows_in, blank_rows = rows_in + len(chunk), blank_rows + int(blank.sum())
+                source_codes.append(np.full(len(kept), i, dtype=np.int32))
+                rows_in_of[i], blank_of[i] = rows_in_of[i] + len(chunk), blank_of[i] + int(blank.sum())
                 bar.update(len(chunk))
-        if rows_in == 0 and config.source in ("file", "url"):
-            raise DataError(f"{name}: no rows (the file has a header but no data)")
+        for (_, source_config), rows in zip(named, rows_in_of, strict=True):
+            if rows == 0 and source_config.source in ("file", "url"):
+                raise DataError(f"{source_name(source_config)}: no rows (the file has a header but no data)")
+        rows_in, blank_rows = sum(rows_in_of), sum(blank_of)
         keep = first_occurrence(np.concatenate(keys) if keys else np.zeros((0, 2), np.uint64))
         del keys
         labels = codes.sorted_labels()
-        counts = counts_by_label(codes.to_sorted(np.concatenate(label_codes))[keep], labels) if label_codes else {}
+        sorted_codes = codes.to_sorted(np.concatenate(label_codes)) if label_codes else np.zeros(0, np.int32)
+        counts = counts_by_label(sorted_codes[keep], labels) if label_codes else {}
         # largest first, ties in order of first appearance: as value_counts orders them
         seen_order = [label for label in codes.index if label in counts]
         check_label_counts(pd.Series({label: counts[label] for label in seen_order}, dtype=np.int64)
@@ -465,12 +488,73 @@ def stream_source(config: DownloadConfig, cv_folds: int, target: Path) -> dict:
 
         def kept_chunks() -> Iterator[pd.DataFrame]:
             offset = 0
-            for chunk in tqdm(read(), desc="download: write", unit="chunk", leave=False, disable=None):
-                rows = chunk[~_blank(chunk)]
-                yield rows[keep[offset:offset + len(rows)]]
-                offset += len(rows)
+            for i, chunk in tqdm(chunks(), desc="download: write", unit="chunk", leave=False, disable=None):
+                nonblank = chunk[~_blank(chunk)]
+                rows = nonblank[keep[offset:offset + len(nonblank)]]
+                yield rows.assign(**{SOURCE_COLUMN: named[i][0]}) if provenance else rows
+                offset += len(nonblank)
 
-        rows_out = write_csv_chunks(kept_chunks(), target, ["text", "label"])
+        columns = ["text", "label", SOURCE_COLUMN] if provenance else ["text", "label"]
+        rows_out = write_csv_chunks(kept_chunks(), target, columns)
     dropped = {"blank_text": blank_rows, "exact_duplicates": int(len(keep) - keep.sum())}
     log.info("%s: %d rows in, %d kept; dropped %s; labels %s", name, rows_in, rows_out, dropped, counts)
-    return {"rows_in": rows_in, "dropped": dropped, "rows_out": rows_out, "class_counts": counts}
+    report = {"rows_in": rows_in, "dropped": dropped, "rows_out": rows_out, "class_counts": counts}
+    if provenance:
+        sources = np.concatenate(source_codes) if source_codes else np.zeros(0, np.int32)
+        report.update(_sources_report([n for n, _ in named], rows_in_of, blank_of, sources, keep,
+                                      sorted_codes, labels))
+    return report
+
+
+# ------------------------------------------------------------------ several sources
+SOURCE_COLUMN = "source"  # data/raw's provenance column, only with download.sources
+
+
+def merged_name(names: list[str]) -> str:
+    """What the merged data is called in messages: ``download.sources (feedback, original)``."""
+    return f"download.sources ({', '.join(names)})"
+
+
+def merge_sources(config: DownloadConfig, cv_folds: int) -> tuple[pd.DataFrame, dict]:
+    """Every one of ``download.sources`` as validated (text, label, source) rows, stacked in
+    precedence order (first wins), then :func:`drop_dirty_rows` across all of them (so an exact
+    duplicate is kept from the source that comes first) and :func:`check_counts` on the whole.
+
+    The stacking order is how precedence reaches preprocess: its deduplication keeps the first
+    row of every text, i.e. the label of the source that comes first; within a source, rows keep
+    their order, so the rule there is unchanged. Returns the frame and the download report."""
+    named = config.source_configs()
+    names = [name for name, _ in named]
+    frames = [load_source(source_config).assign(**{SOURCE_COLUMN: name}) for name, source_config in named]
+    frame = pd.concat(frames, ignore_index=True)
+    source = np.repeat(np.arange(len(frames), dtype=np.int32), [len(f) for f in frames])
+    blank = (frame["text"].str.strip() == "").to_numpy()
+    kept, dropped = drop_dirty_rows(frame)
+    keep = ~frame[~blank].duplicated(subset=["text", "label"], keep="first").to_numpy()
+    check_counts(kept, merged_name(names), config.min_rows, cv_folds)
+    labels = sorted(kept["label"].unique())
+    codes = pd.Categorical(frame["label"][~blank], categories=labels).codes.astype(np.int32)
+    report = {"rows_in": len(frame), "dropped": dropped, "rows_out": len(kept),
+              "class_counts": kept["label"].value_counts().sort_index().to_dict(),
+              **_sources_report(names, [len(f) for f in frames],
+                                [int(blank[source == i].sum()) for i in range(len(frames))],
+                                source[~blank], keep, codes, labels)}
+    log.info("%s: %d rows in, %d kept; dropped %s; per source %s", merged_name(names), len(frame), len(kept),
+             dropped, {name: counts["rows_out"] for name, counts in report["sources"].items()})
+    return kept, report
+
+
+def _sources_report(names: list[str], rows_in: list[int], blank: list[int], sources: np.ndarray,
+                    keep: np.ndarray, label_codes: np.ndarray, labels: list[str]) -> dict:
+    """metrics/download.json's per-source part; ``sources``, ``keep`` and ``label_codes`` (codes
+    into the sorted ``labels``) are per non-blank row, in data/raw's order."""
+    from sentiment_pipeline.pipeline.streaming import counts_by_label
+
+    per_source = {}
+    for i, name in enumerate(names):
+        mine = sources == i
+        per_source[name] = {"precedence": i + 1, "rows_in": rows_in[i],
+                            "dropped": {"blank_text": blank[i], "exact_duplicates": int((mine & ~keep).sum())},
+                            "rows_out": int((mine & keep).sum()),
+                            "class_counts": counts_by_label(label_codes[mine & keep], labels)}
+    return {"sources": per_source}

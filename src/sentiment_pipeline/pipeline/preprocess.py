@@ -19,6 +19,8 @@ from sentiment_pipeline.pipeline.text import TextNormalizer, build_stopwords
 
 log = logging.getLogger(__name__)
 
+SOURCE_COLUMN = "source"  # data/raw's provenance column (download.sources), carried to train/test
+
 
 @dataclass
 class PreprocessResult:
@@ -142,6 +144,27 @@ def build_report(rows_in: int, empty: int, dup_counts: dict[str, int], rows_out:
     }
 
 
+def label_conflicts_across_sources(words: pd.Series, labels: pd.Series, sources: pd.Series) -> int:
+    """Groups of rows with the same compared words (see :func:`deduplicate`) that more than one
+    source holds with more than one label among them: the label of the first source in data/raw
+    (the first in ``download.precedence``) is the one deduplication keeps."""
+    varieties = pd.DataFrame({"label": labels, "source": sources}).groupby(words.to_numpy(), sort=False).nunique()
+    return int(((varieties["label"] > 1) & (varieties["source"] > 1)).sum())
+
+
+def sources_report(names: list[str], rows: dict[str, np.ndarray], conflicts: int) -> dict:
+    """metrics/data.json's provenance: per source (in data/raw's order, which is precedence order)
+    its rank, rows in, kept after deduplication, train and test; ``rows`` holds those counts, each an
+    array indexed like ``names``."""
+    return {"sources": {name: {"precedence": i + 1, **{key: int(counts[i]) for key, counts in rows.items()}}
+                        for i, name in enumerate(names)},
+            "label_conflicts_resolved_by_precedence": conflicts}
+
+
+def _per_source(sources: pd.Series, names: list[str]) -> np.ndarray:
+    return sources.value_counts().reindex(names, fill_value=0).to_numpy()
+
+
 def distribution_rows(class_counts: dict[str, dict[str, int]]) -> list[dict]:
     """Rows for the class-distribution bar plot: one per (stage, label)."""
     return [{"stage": stage, "label": label, "count": count, "group": f"{stage}: {label}"}
@@ -154,8 +177,14 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
     normalizer = TextNormalizer(config.cleaning, stopwords)
     frame = pd.DataFrame({"text": clean_texts(raw["text"], normalizer), "label": raw["label"],
                           "raw": raw["text"]})
+    provenance = SOURCE_COLUMN in raw.columns
+    if provenance:
+        frame[SOURCE_COLUMN] = raw[SOURCE_COLUMN]
     empty = frame["text"] == ""
     frame = frame[~empty]
+    if provenance:
+        conflicts = label_conflicts_across_sources(frame["text"].map(normalizer.words_of), frame["label"],
+                                                   frame[SOURCE_COLUMN])
     frame, dup_counts = deduplicate(frame, normalizer.words_of)
     if frame.empty:
         raise DataError(
@@ -167,6 +196,13 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
                     "train": _class_counts(train["label"]), "test": _class_counts(test["label"])}
     report = build_report(len(raw), int(empty.sum()), dup_counts, len(frame), class_counts,
                           length_percentiles(frame["text"]), stopwords)
+    if provenance:
+        names = list(pd.unique(raw[SOURCE_COLUMN]))
+        report.update(sources_report(names, {"rows_in": _per_source(raw[SOURCE_COLUMN], names),
+                                             "rows_out": _per_source(frame[SOURCE_COLUMN], names),
+                                             "train_rows": _per_source(train[SOURCE_COLUMN], names),
+                                             "test_rows": _per_source(test[SOURCE_COLUMN], names)},
+                                     conflicts))
     log.info("%d rows in, %d kept (%s dropped), train %d / test %d", len(raw), len(frame),
              report["dropped"], len(train), len(test))
     return PreprocessResult(train=train, test=test, report=report,
@@ -180,8 +216,10 @@ def _clean_chunk(raw: pd.DataFrame, normalizer: TextNormalizer, seed: int) -> di
 
     cleaned = clean_texts(raw["text"], normalizer)
     empty = (cleaned == "").to_numpy()
-    frame = pd.DataFrame({"text": cleaned, "label": raw["label"], "raw": raw["text"]})[~empty]
+    frame = pd.DataFrame({"text": cleaned, "label": raw["label"], "raw": raw["text"],
+                          **({SOURCE_COLUMN: raw[SOURCE_COLUMN]} if SOURCE_COLUMN in raw.columns else {})})[~empty]
     return {"frame": frame, "rows": len(raw), "empty": int(empty.sum()), "raw_labels": raw["label"],
+            "raw_sources": raw.get(SOURCE_COLUMN),
             "raw_keys": text_keys(frame["raw"]), "text_keys": text_keys(frame["text"].map(normalizer.words_of)),
             "units": split_units(frame["raw"], seed),
             "chars": frame["text"].str.len().to_numpy(np.int64),
@@ -206,6 +244,7 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
         OrderedCsvWriter,
         counts_by_label,
         first_occurrence,
+        groups_varying,
         groups_with_several_labels,
         parallel_map,
     )
@@ -214,15 +253,17 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     normalizer = TextNormalizer(config.cleaning, stopwords)
     chunk_rows = config.chunk_rows
     assert chunk_rows is not None  # the streamed path runs only when preprocess.chunk_rows is set
-    columns = ["text", "label", "raw"]
+    provenance = SOURCE_COLUMN in pd.read_csv(raw_file, nrows=0).columns
+    columns = ["text", "label", "raw", *([SOURCE_COLUMN] if provenance else [])]
     # scratch next to the outputs by default: /tmp may be a RAM-backed tmpfs
     scratch = Path(scratch or Path(train_file).parent)
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".preprocess-", dir=scratch) as tmp:
         spool = ArrowSpool(columns, Path(tmp))
         codes, raw_codes = LabelCodes(), []
+        source_codes, raw_source_codes = LabelCodes(), []  # sources in order of appearance
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw_keys", "text_keys", "units", "chars", "words",
-                                                             "labels")}
+                                                             "labels", *(["sources"] if provenance else []))}
         rows_in = empty = 0
         chunks = parallel_map(_clean_chunk, ((raw, normalizer, config.seed) for raw in iter_csv(raw_file, chunk_rows)),
                               config.n_jobs)
@@ -231,6 +272,9 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
                 spool.append(part["frame"])
                 raw_codes.append(codes.encode(part["raw_labels"]))
                 parts["labels"].append(codes.encode(part["frame"]["label"]))
+                if provenance:
+                    raw_source_codes.append(source_codes.encode(part["raw_sources"]))
+                    parts["sources"].append(source_codes.encode(part["frame"][SOURCE_COLUMN]))
                 for key in ("raw_keys", "text_keys", "units", "chars", "words"):
                     parts[key].append(part[key])
                 rows_in, empty = rows_in + part["rows"], empty + part["empty"]
@@ -284,6 +328,18 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     text_length = percentiles_of({"chars": pd.Series(arrays["chars"][kept]),
                                   "words": pd.Series(arrays["words"][kept])})
     report = build_report(rows_in, empty, dup_counts, len(kept), class_counts, text_length, stopwords)
+    if provenance:
+        # LabelCodes keeps the order sources were met in: data/raw's, i.e. precedence order
+        names, spooled = list(source_codes.index), arrays["sources"]
+        assert spooled is not None  # every chunk of a file with a source column adds to it
+
+        def per_source(codes_: np.ndarray) -> np.ndarray:
+            return np.bincount(codes_, minlength=len(names))
+
+        report.update(sources_report(names, {
+            "rows_in": per_source(np.concatenate(raw_source_codes)), "rows_out": per_source(spooled[kept]),
+            "train_rows": per_source(spooled[kept][train_rows]), "test_rows": per_source(spooled[kept][test_rows])},
+            groups_varying(arrays["text_keys"], label_codes, spooled)))
     log.info("%d rows in, %d kept (%s dropped), train %d / test %d", rows_in, len(kept),
              report["dropped"], len(train_rows), len(test_rows))
     return report, distribution_rows(class_counts)

@@ -64,6 +64,21 @@ def groups_with_several_labels(keys: np.ndarray, labels: np.ndarray) -> int:
     return len(np.unique(group_id[label_changes]))
 
 
+def groups_varying(keys: np.ndarray, *columns: np.ndarray) -> int:
+    """How many distinct keys occur with more than one value in every one of ``columns``
+    (integer codes, one per row)."""
+    if not len(keys):
+        return 0
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    k = keys[order]
+    starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]).any(axis=1)])
+    varies = np.ones(len(starts), dtype=bool)
+    for column in columns:
+        ordered = column[order]
+        varies &= np.minimum.reduceat(ordered, starts) != np.maximum.reduceat(ordered, starts)
+    return int(varies.sum())
+
+
 class LabelCodes:
     """Small integer codes for labels as they are met, renumbered by sorted label at the end."""
 

@@ -62,6 +62,24 @@ feedback = Table(
     Index("ix_feedback_feedback_id", "feedback_id", unique=True),
 )
 
+# One row per `sentiment-pipeline monitor` run (0003): the dashboard charts each check's value
+# over time against its threshold. The checks are one JSON list (name, value, threshold, drift,
+# applicable) rather than a table of their own: a run is read and written whole, and a check
+# added later needs no migration.
+monitor_runs = Table(
+    "monitor_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("model_version", String(32), nullable=True),
+    Column("rows", Integer, nullable=False),
+    Column("window_first", DateTime(timezone=True), nullable=True),
+    Column("window_newest", DateTime(timezone=True), nullable=True),
+    Column("window", JSON, nullable=False),  # as asked: last / since / until
+    Column("checks", JSON, nullable=False),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 LEGACY_REVISION = "0001"  # the schema of logs written before migrations existed
 

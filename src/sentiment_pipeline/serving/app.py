@@ -29,7 +29,7 @@ from sentiment_pipeline.serving.errors import add_exception_handlers
 from sentiment_pipeline.serving.metrics import ServiceMetrics
 from sentiment_pipeline.serving.middleware import Admission, BodySizeLimit, RequestMetrics
 from sentiment_pipeline.serving.reload import ModelReloader
-from sentiment_pipeline.serving.routes import admin, dashboard, feedback, health, metrics, model, predict
+from sentiment_pipeline.serving.routes import admin, dashboard, feedback, health, metrics, model, predict, review
 from sentiment_pipeline.serving.schemas import tighten_schema
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def create_app(settings: ServeConfig, load_predictor: Callable[[], Predictor],
     app.state.monitor_file = monitor_file or root / MonitorConfig().output_dir / "monitor.json"
     add_exception_handlers(app)
     auth.install(app, settings, root)  # API keys, scopes and rate limits (serve.auth)
-    for module in (predict, feedback, model, admin, health, dashboard, metrics):
+    for module in (predict, feedback, model, admin, review, health, dashboard, metrics):
         app.include_router(module.router)
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

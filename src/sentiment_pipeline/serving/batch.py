@@ -6,11 +6,15 @@ a failed run leaves no half-written predictions (an earlier output stays as it w
 directories the run created are removed again).
 
 Bad input and an unwritable output are a :class:`DataError` of one line naming the file.
+
+With ``explain`` (``--explain k``) each row also gets ``explanation``: its top-k words as JSON
+text, what ``POST /v1/predict`` answers with ``"explain": k`` (inference/explain.py).
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import zlib
 from collections.abc import Iterator
@@ -18,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from sentiment_pipeline.core.errors import DataError
 from sentiment_pipeline.core.files import atomic_path
+from sentiment_pipeline.inference.explain import MAX_K as EXPLAIN_MAX_K
+from sentiment_pipeline.inference.explain import explain as explain_texts
 from sentiment_pipeline.inference.predictor import Predictions, Predictor
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,9 @@ log = logging.getLogger(__name__)
 Format = Literal["csv", "tsv", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet")
 MAX_LISTED_ROWS = 10
+# Texts explained per model call: each brings up to explain_max_words + 1 variants, so a call
+# holds at most 64 * 65 texts whatever --chunk-rows is (memory stays flat).
+EXPLAIN_TEXTS_PER_CALL = 64
 
 
 def file_format(path: Path, given: str | None = None) -> tuple[str, bool]:
@@ -102,13 +112,33 @@ def _bad_text_rows(texts: pd.Series) -> pd.Series:
     return texts.map(lambda value: not isinstance(value, str))
 
 
-def prediction_frame(chunk: pd.DataFrame, predictions: Predictions, id_columns: list[str]) -> pd.DataFrame:
+def prediction_frame(chunk: pd.DataFrame, predictions: Predictions, id_columns: list[str],
+                     explanations: list[str] | None = None) -> pd.DataFrame:
     out = chunk[id_columns].reset_index(drop=True).copy() if id_columns else pd.DataFrame(index=range(len(predictions)))
     out["label"] = predictions.labels
     out["confidence"] = predictions.confidence
     for i, name in enumerate(predictions.classes):
         out[f"p_{name}"] = predictions.probabilities[:, i]
+    if explanations is not None:
+        out["explanation"] = pd.Series(explanations, dtype=object)
     return out
+
+
+def explained(predictor: Predictor, texts: list[str], k: int, max_words: int) -> tuple[Predictions, list[str]]:
+    """The predictions of ``texts`` and each one's top-k words as JSON text (the API's
+    ``explanation`` list), ``EXPLAIN_TEXTS_PER_CALL`` texts per model call."""
+    parts, explanations = [predictor.predict([])], []  # the empty one: a chunk may have no rows
+    for start in range(0, len(texts), EXPLAIN_TEXTS_PER_CALL):
+        result, found = explain_texts(predictor, texts[start:start + EXPLAIN_TEXTS_PER_CALL], k, max_words)
+        parts.append(result)
+        explanations += [json.dumps([c.as_dict() for c in words], ensure_ascii=False) for words in found]
+    predictions = Predictions(
+        classes=predictor.classes,
+        label_index=np.concatenate([p.label_index for p in parts]),
+        confidence=np.concatenate([p.confidence for p in parts]),
+        probabilities=np.concatenate([p.probabilities for p in parts]),
+        cleaned_length=np.concatenate([p.cleaned_length for p in parts]))
+    return predictions, explanations
 
 
 class _Writer:
@@ -168,7 +198,7 @@ class _Writer:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                text = {"label", *id_columns}
+                text = {"label", "explanation", *id_columns}
                 pq.write_table(pa.table({c: pa.array([], type=pa.string() if c in text else pa.float64())
                                          for c in columns}), self.path)
             else:
@@ -209,17 +239,20 @@ def _check_output(source: Path, target: Path) -> list[Path]:
 def predict_file(predictor: Predictor, source: Path, target: Path, text_column: str = "text",
                  id_columns: list[str] | None = None, on_bad_row: Literal["fail", "skip"] = "fail",
                  chunk_rows: int = 10_000, input_format: str | None = None,
-                 output_format: str | None = None, progress: bool | None = None) -> BatchSummary:
+                 output_format: str | None = None, progress: bool | None = None, explain: int | None = None,
+                 explain_max_words: int = 64) -> BatchSummary:
     """Predict every row of ``source`` into ``target``; see the module docstring."""
     if chunk_rows < 1:
         raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    if explain is not None and not 1 <= explain <= EXPLAIN_MAX_K:
+        raise DataError(f"--explain must be from 1 to {EXPLAIN_MAX_K} words, got {explain}")
     id_columns = list(id_columns or [])
     in_fmt, in_gz = file_format(source, input_format)
     out_fmt, out_gz = file_format(target, output_format)
     created = _check_output(source, target)
     try:
         summary = _predict_into(predictor, source, target, text_column, id_columns, on_bad_row, chunk_rows,
-                                (in_fmt, in_gz), (out_fmt, out_gz), progress)
+                                (in_fmt, in_gz), (out_fmt, out_gz), progress, (explain, explain_max_words))
     except BaseException as exc:
         for directory in created:  # deepest first; only while empty
             try:
@@ -241,11 +274,14 @@ def predict_file(predictor: Predictor, source: Path, target: Path, text_column: 
 
 def _predict_into(predictor: Predictor, source: Path, target: Path, text_column: str, id_columns: list[str],
                   on_bad_row: Literal["fail", "skip"], chunk_rows: int, input_format: tuple[str, bool],
-                  output_format: tuple[str, bool], progress: bool | None) -> BatchSummary:
+                  output_format: tuple[str, bool], progress: bool | None,
+                  explain: tuple[int | None, int] = (None, 64)) -> BatchSummary:
     from tqdm import tqdm
 
     summary = BatchSummary(label_counts={name: 0 for name in predictor.classes})
-    columns = [*id_columns, "label", "confidence", *(f"p_{c}" for c in predictor.classes)]
+    k, max_words = explain
+    columns = [*id_columns, "label", "confidence", *(f"p_{c}" for c in predictor.classes),
+               *(["explanation"] if k is not None else [])]
     shown = None if progress is None else not progress
     with atomic_path(target) as staged, tqdm(desc="predict", unit="row", disable=shown) as bar:
         writer = _Writer(staged, *output_format, name=target)
@@ -267,8 +303,12 @@ def _predict_into(predictor: Predictor, source: Path, target: Path, text_column:
                                         "(data rows, header excluded); fix them or pass --on-bad-row skip")
                     summary.bad_rows += rows
                     chunk = chunk[~bad]
-                predictions = predictor.predict(chunk[text_column].tolist())
-                writer.write(prediction_frame(chunk, predictions, id_columns))
+                explanations = None
+                if k is None:
+                    predictions = predictor.predict(chunk[text_column].tolist())
+                else:
+                    predictions, explanations = explained(predictor, chunk[text_column].tolist(), k, max_words)
+                writer.write(prediction_frame(chunk, predictions, id_columns, explanations))
                 summary.rows_out += len(predictions)
                 for label in predictions.labels:
                     summary.label_counts[label] += 1

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from sentiment_pipeline.core.config import ServeConfig
+from sentiment_pipeline.inference.explain import MAX_K
+
+EXPLAIN_MAX_K = MAX_K  # words per explained prediction (inference/explain.py)
 
 
 class PredictRequest(BaseModel):
@@ -13,10 +19,27 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"text": "@united thanks, the crew was great!"},
         {"texts": ["lost my bag again", "what time does boarding start?"]},
+        {"text": "@united lost my bag again, worst service", "explain": 5},
     ]})
 
     text: str | None = Field(None, description="A single raw text, as users wrote it.")
     texts: list[str] | None = Field(None, description="Several raw texts, predicted together.")
+    # absent: no explanation (and the response as without this field); strict: 5 (or 5.0, an integer to
+    # JSON Schema), not "5", true or null
+    explain: Annotated[int | None, Field(strict=True, ge=1, le=EXPLAIN_MAX_K)] = Field(
+        None, description=(
+            f"k in 1..{EXPLAIN_MAX_K}: each prediction also carries `explanation`, the k words of the text "
+            "whose removal changes the predicted label's probability most (docs/serving.md#explanations). "
+            "Allowed for up to serve.explain_max_texts texts per request."))
+
+    @field_validator("explain", mode="before")
+    @classmethod
+    def _explain_is_a_whole_number(cls, value: object) -> object:
+        if value is None:  # given as null (a default is not validated)
+            raise ValueError(f"expected an integer from 1 to {EXPLAIN_MAX_K}, or no explain field, not null")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @model_validator(mode="after")
     def _one_of_text_or_texts(self) -> PredictRequest:
@@ -42,12 +65,29 @@ class PredictRequest(BaseModel):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)  # absent, not null: no null in the documented schema
+
+
+class WordContribution(BaseModel):
+    word: str = Field(description="The word as it first occurs in the text; occurrences are grouped "
+                                  "case-insensitively and removed together.")
+    contribution: float = Field(description=(
+        "p(label | text) - p(label | text without every occurrence of the word), both from the served "
+        "model: > 0 the word supports the predicted label, < 0 it argues against it."))
+    spans: list[tuple[int, int]] = Field(description=(
+        "[start, end) of each occurrence in the text, in Unicode code points (not UTF-16 units or bytes)."))
+
+
 class PredictionOut(BaseModel):
     prediction_id: str = Field(description="Unique id of this prediction (for feedback).")
     label: str
     confidence: float = Field(description="The probability the model gave its label.")
     probabilities: dict[str, float] = Field(description="Probability per class.")
     model_version: str
+    # only in answers to requests with "explain" (a plain answer is as it was: no null field)
+    explanation: list[WordContribution] | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default, description=(
+        "Only when the request asked for it (`explain`): the top-k words by |contribution|, largest first."))
 
 
 class PredictResponse(BaseModel):
@@ -115,6 +155,12 @@ def tighten_schema(schema: dict, settings: ServeConfig, classes: list[str]) -> N
     predict["properties"]["texts"] = {"type": "array", "items": text, "minItems": 1,
                                       "maxItems": settings.max_texts_per_request,
                                       "description": predict["properties"]["texts"].get("description", "")}
+    explain = predict["properties"]["explain"]
+    predict["properties"]["explain"] = {"type": "integer", "minimum": 1, "maximum": EXPLAIN_MAX_K,
+                                        "description": explain.get("description", "")}
     predict["oneOf"] = [{"required": ["text"]}, {"required": ["texts"]}]
+    # with explain, at most explain_max_texts texts (more: a 422 naming explain)
+    predict["anyOf"] = [{"not": {"required": ["explain"]}},
+                        {"properties": {"texts": {"maxItems": settings.explain_max_texts}}}]
     predict["additionalProperties"] = False
     schemas["FeedbackRequest"]["properties"]["label"]["enum"] = list(classes)

@@ -13,8 +13,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from sentiment_pipeline.dashboard.page import login_page, read_live, read_monitor
+from sentiment_pipeline.dashboard.page import login_page, read_live, read_monitor, read_monitor_history
 from sentiment_pipeline.dashboard.page import render as render_dashboard
+from sentiment_pipeline.dashboard.review_panel import read_review
 from sentiment_pipeline.serving.auth import DASHBOARD_COOKIE, DASHBOARD_COOKIE_SECONDS, AccessDenied
 from sentiment_pipeline.serving.deps import (
     AccessDep,
@@ -51,12 +52,14 @@ async def dashboard(predictor: PredictorDep, prediction_log: PredictionLogDep, s
         except SQLAlchemyError as exc:
             log.warning("dashboard: the prediction log is not readable: %s", exc)
             live = None
-        return live, read_monitor(monitor_file)
+        return live, read_monitor(monitor_file), read_review(prediction_log.engine, settings.review_window_rows)
 
-    live, monitor_result = await run_in_threadpool(gather)
+    live, monitor_result, review = await run_in_threadpool(gather)
+    monitor_history = await run_in_threadpool(read_monitor_history, prediction_log.engine)  # for the drift panel
     return HTMLResponse(render_dashboard(predictor.metadata, evaluation, live, monitor_result,
                                          str(monitor_file), settings.max_chars_per_text,
-                                         logout=DASHBOARD_COOKIE in request.cookies))
+                                         logout=DASHBOARD_COOKIE in request.cookies, review=review,
+                                         monitor_history=monitor_history))
 
 
 @router.post("/dashboard/login", include_in_schema=False)

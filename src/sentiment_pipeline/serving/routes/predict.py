@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from sentiment_pipeline.inference.explain import explain
 from sentiment_pipeline.predlog.prediction_log import now
 from sentiment_pipeline.serving.auth import AUTH_RESPONSES
 from sentiment_pipeline.serving.deps import (
@@ -30,6 +31,7 @@ router = APIRouter(tags=["predictions"], responses=AUTH_RESPONSES)  # every rout
 # Requests of batch_max_texts texts or more are predicted here, off the event loop: tens of
 # milliseconds of model on the loop would hold up /healthz and every small request behind them.
 # One thread: such requests take turns rather than fight over the GIL (and with the loop) together.
+# Explained requests too: each text is predicted once per distinct word (inference/explain.py).
 LARGE_REQUESTS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-large")
 
 
@@ -64,7 +66,15 @@ async def predict(body: PredictRequest, request: Request, predictor: PredictorDe
                 for i, t in enumerate(texts) if len(t) > settings.max_chars_per_text]
     if too_long:
         return error_response(422, "text too long", too_long)
-    if len(texts) < settings.batch_max_texts:  # small requests share model calls
+    explanations = None
+    if body.explain is not None:
+        if len(texts) > settings.explain_max_texts:
+            return error_response(422, "too many texts to explain", [(
+                "explain", f"{len(texts)} texts, more than serve.explain_max_texts={settings.explain_max_texts} "
+                           "can be explained in one request; split them, or drop explain")])
+        result, explanations = await asyncio.get_running_loop().run_in_executor(
+            LARGE_REQUESTS, explain, predictor, texts, body.explain, settings.explain_max_words)
+    elif len(texts) < settings.batch_max_texts:  # small requests share model calls
         result = await batcher.predict(texts)
     else:
         result = await asyncio.get_running_loop().run_in_executor(LARGE_REQUESTS, predictor.predict, texts)
@@ -80,6 +90,8 @@ async def predict(body: PredictRequest, request: Request, predictor: PredictorDe
         metrics.observe_prediction(label, confidences[i])
         out.append({"prediction_id": ids[i], "label": label, "confidence": confidences[i],
                     "probabilities": probabilities, "model_version": version})
+        if explanations is not None:
+            out[-1]["explanation"] = [c.as_dict() for c in explanations[i]]
         rows.append(prediction_log.row(
             prediction_id=ids[i], request_id=request_id, text=texts[i], cleaned_length=lengths[i],
             label=label, confidence=confidences[i], probabilities=probabilities,
