@@ -89,15 +89,28 @@ echo "retraining on $rows feedback row(s) from $FEEDBACK and the original data: 
 "$DVC" exp run --name "$experiment"
 "$DVC" exp branch "$experiment" "$branch"
 
-# 4: the feedback on that branch, pushed, and the pull request
+# 4: the feedback on that branch, pushed, and the pull request. With a DVC remote (docs/sharing.md)
+# the production texts stay out of git: DVC tracks the file and the remote holds it (the PR's
+# pipeline pulls it); without one, git holds it on this branch only.
 git switch "$branch"
-git add --force -- "$FEEDBACK"
-git commit --quiet -m "retrain: the $rows feedback row(s) the experiment was trained on" -- "$FEEDBACK"
+remote=$("$DVC" remote default 2>/dev/null || true)
+if [ -n "$remote" ]; then
+  "$DVC" add --quiet "$FEEDBACK"
+  "$DVC" push --remote "$remote" -- "$FEEDBACK.dvc"
+  kept="tracked by DVC (\`$FEEDBACK.dvc\`) on the remote \`$remote\`, not in git"
+  git add -- "$FEEDBACK.dvc" "$(dirname "$FEEDBACK")/.gitignore"
+  git commit --quiet -m "retrain: the $rows feedback row(s) the experiment was trained on (in the DVC remote)" \
+    -- "$FEEDBACK.dvc" "$(dirname "$FEEDBACK")/.gitignore"
+else
+  kept="committed here so that CI can re-run the pipeline (no DVC remote is configured: docs/sharing.md)"
+  git add --force -- "$FEEDBACK"
+  git commit --quiet -m "retrain: the $rows feedback row(s) the experiment was trained on" -- "$FEEDBACK"
+fi
 git push --set-upstream origin "$branch"
 gh pr create --base "$BASE" --head "$branch" --title "Retrain on production feedback ($stamp UTC)" --body "\
 The monitor found drift${RUN_URL:+ ($RUN_URL)}, and this branch retrains on the $rows exported \
 feedback label(s) plus the original data (\`download.sources\`, feedback first). The pr-report \
 job comments the params and metrics diff against \`$BASE\`: merge only if it is better.
 
-\`$FEEDBACK\` holds production texts and is committed here so that CI can re-run the pipeline; \
+\`$FEEDBACK\` holds production texts and is $kept; \
 delete the branch if this is not merged."

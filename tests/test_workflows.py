@@ -192,15 +192,29 @@ def test_the_retrain_script_adds_the_feedback_source_runs_the_experiment_and_ope
     assert [line for line in before.splitlines() if line not in after.splitlines()] == ["  sources: null"]
     calls = (retrain_checkout / "calls.log").read_text().splitlines()
     tools = [c.split()[0] + " " + c.split()[1] for c in calls]
-    assert tools == ["dvc exp", "dvc exp", "git switch", "git add", "git commit", "git push", "gh pr"]
+    # no DVC remote (the stub names none): the feedback is committed to the branch
+    assert tools == ["dvc exp", "dvc exp", "git switch", "dvc remote", "git add", "git commit", "git push", "gh pr"]
     experiment = calls[0].split("--name ")[1]
     branch = "retrain/" + experiment.removeprefix("retrain-")
     assert calls[1] == f"dvc exp branch {experiment} {branch}"
-    assert calls[3] == "git add --force -- data/external/feedback.csv"
-    assert calls[5] == f"git push --set-upstream origin {branch}"
-    assert calls[6].startswith(f"gh pr create --base main --head {branch} --title Retrain on production feedback")
-    assert "(https://example/run/1)" in calls[6] and "2 exported feedback label(s)" in calls[6]
+    assert calls[4] == "git add --force -- data/external/feedback.csv"
+    assert calls[6] == f"git push --set-upstream origin {branch}"
+    assert calls[7].startswith(f"gh pr create --base main --head {branch} --title Retrain on production feedback")
+    assert "(https://example/run/1)" in calls[7] and "2 exported feedback label(s)" in calls[7]
     assert "2 feedback row(s)" in done.stdout
+
+
+def test_with_a_dvc_remote_the_feedback_goes_to_the_remote_not_to_git(retrain_checkout):
+    """Production texts stay out of git when the project has a DVC remote (docs/sharing.md)."""
+    stub(retrain_checkout / "bin", "dvc", '[ "$1 $2" = "remote default" ] && echo storage; exit 0')
+    done = run_retrain(retrain_checkout)
+    assert done.returncode == 0, done.stderr
+    calls = (retrain_checkout / "calls.log").read_text().splitlines()
+    assert "dvc add --quiet data/external/feedback.csv" in calls
+    assert "dvc push --remote storage -- data/external/feedback.csv.dvc" in calls
+    git_add = next(c for c in calls if c.startswith("git add"))
+    assert git_add == "git add -- data/external/feedback.csv.dvc data/external/.gitignore"  # the pointer, not the texts
+    assert "not in git" in next(c for c in calls if c.startswith("gh pr create"))
 
 
 @pytest.mark.parametrize("case", ["no sources key", "empty feedback", "feedback already a source"])
