@@ -85,26 +85,35 @@ EOF
 )
 echo "retraining on $rows feedback row(s) from $FEEDBACK and the original data: experiment $experiment"
 
-# 3: the experiment, as a branch
-"$DVC" exp run --name "$experiment"
-"$DVC" exp branch "$experiment" "$branch"
-
-# 4: the feedback on that branch, pushed, and the pull request. With a DVC remote (docs/sharing.md)
-# the production texts stay out of git: DVC tracks the file and the remote holds it (the PR's
-# pipeline pulls it); without one, git holds it on this branch only.
-git switch "$branch"
+# 3: the feedback in place before the run: the download stage depends on the whole data/external
+# folder, so what the branch will hold there must be there when dvc.lock is written. With a DVC
+# remote (docs/sharing.md) the production texts stay out of git: DVC tracks the file and the
+# remote holds it (the PR's pipeline pulls it); without one, git holds it on this branch only.
 remote=$("$DVC" remote default 2>/dev/null || true)
 if [ -n "$remote" ]; then
   "$DVC" add --quiet "$FEEDBACK"
   "$DVC" push --remote "$remote" -- "$FEEDBACK.dvc"
+  tracked=("$FEEDBACK.dvc" "$(dirname "$FEEDBACK")/.gitignore")
   kept="tracked by DVC (\`$FEEDBACK.dvc\`) on the remote \`$remote\`, not in git"
-  git add -- "$FEEDBACK.dvc" "$(dirname "$FEEDBACK")/.gitignore"
-  git commit --quiet -m "retrain: the $rows feedback row(s) the experiment was trained on (in the DVC remote)" \
-    -- "$FEEDBACK.dvc" "$(dirname "$FEEDBACK")/.gitignore"
 else
+  tracked=("$FEEDBACK")
   kept="committed here so that CI can re-run the pipeline (no DVC remote is configured: docs/sharing.md)"
-  git add --force -- "$FEEDBACK"
-  git commit --quiet -m "retrain: the $rows feedback row(s) the experiment was trained on" -- "$FEEDBACK"
+fi
+git add --force -- "${tracked[@]}"
+
+# 4: the experiment, as a branch. The run leaves its results in the workspace, and the branch
+# holds the same changes, so git would refuse to switch over them: switch discarding them, with
+# the feedback files kept aside (whether or not the experiment's commit took them along).
+"$DVC" exp run --name "$experiment"
+"$DVC" exp branch "$experiment" "$branch"
+aside=$(mktemp -d)
+trap 'rm -rf "$aside"' EXIT
+tar -cf "$aside/feedback.tar" -- "${tracked[@]}"
+git switch --quiet --discard-changes "$branch"
+tar -xf "$aside/feedback.tar"
+git add --force -- "${tracked[@]}"
+if ! git diff --cached --quiet; then
+  git commit --quiet -m "retrain: the $rows feedback row(s) the experiment was trained on" -- "${tracked[@]}"
 fi
 git push --set-upstream origin "$branch"
 gh pr create --base "$BASE" --head "$branch" --title "Retrain on production feedback ($stamp UTC)" --body "\

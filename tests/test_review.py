@@ -283,12 +283,15 @@ DOCUMENTED_EXPORT = {
 }
 
 
-def _exported(tasks: list[dict], labels: list[str | None]) -> list[dict]:
-    """What Label Studio exports after annotators chose ``labels`` (None: skipped the task)."""
+def _exported(tasks: list[dict], labels: list[str | None], edits: dict[int, int] | None = None) -> list[dict]:
+    """What Label Studio exports after annotators chose ``labels`` (None: skipped the task); the
+    annotation of task ``i`` edited ``edits[i]`` times since it was made (its updated_at moves on)."""
     out = []
     for i, (task, label) in enumerate(zip(tasks, labels, strict=True)):
         annotation = {"id": 100 + i, "completed_by": {"id": 1, "email": "a@example.com"}, "task": 10 + i,
                       "was_cancelled": label is None, "lead_time": 3.2,
+                      "created_at": "2026-12-07T10:00:00.000000Z",
+                      "updated_at": f"2026-12-07T10:{(edits or {}).get(i, 0):02d}:00.000000Z",
                       "result": [] if label is None else [{"id": "x1", "from_name": "sentiment", "to_name": "text",
                                                            "type": "choices", "origin": "manual",
                                                            "value": {"choices": [label]}}]}
@@ -330,10 +333,14 @@ def test_round_trip_export_then_import_is_idempotent_and_carries_provenance(fill
     again = labelstudio.import_labels(filled, export, CLASSES)
     assert (again.written, again.already) == (0, 3) and _feedback_rows(filled) == rows
     # an annotation changed in Label Studio: its new label is added and wins (the newest)
-    changed = _exported(tasks, ["negative", None, "neutral", "negative"])
+    changed = _exported(tasks, ["negative", None, "neutral", "negative"], edits={0: 1})
     export.write_text(json.dumps(changed))
-    assert labelstudio.import_labels(filled, export, CLASSES).written == 1
+    assert labelstudio.import_labels(filled, export, CLASSES).written == 1  # the others: same edit, already in
     assert {r["prediction_id"]: r["label"] for r in labelled_rows(filled, {"label-studio"})}[ids[0]] == "negative"
+    # and changed back: the label it had first is new again, and wins
+    export.write_text(json.dumps(_exported(tasks, ["positive", None, "neutral", "negative"], edits={0: 2})))
+    assert labelstudio.import_labels(filled, export, CLASSES).written == 1
+    assert {r["prediction_id"]: r["label"] for r in labelled_rows(filled, {"label-studio"})}[ids[0]] == "positive"
 
 
 def test_the_documented_export_format_is_read(filled, tmp_path):

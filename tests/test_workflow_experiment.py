@@ -92,10 +92,10 @@ def test_the_experiment_job_reuses_the_setup_and_the_dvc_cache():
     steps = JOBS["experiment"]["steps"]
     order = [s.get("uses") or s.get("name") for s in steps]
     assert order.index("./.github/actions/setup") < order.index("./.github/actions/dvc-cache") \
-        < order.index("Run the experiment") < order.index("Report against main")
+        < order.index("Run the experiment") < order.index("Report against the base branch")
     assert steps[0]["with"]["fetch-depth"] == 0
-    report = step("experiment", "Report against main")["run"]
-    assert "report --base origin/main" in report and "GITHUB_STEP_SUMMARY" in report
+    report = step("experiment", "Report against the base branch")["run"]
+    assert 'report --base "origin/$BASE"' in report and "GITHUB_STEP_SUMMARY" in report
     branch = step("experiment", "Turn the experiment into a branch")
     assert 'dvc exp branch "$EXP_NAME" "$BRANCH"' in branch["run"] and branch["if"] == "inputs.open_pr"
     assert "gh pr create" in step("pull-request", "Push the branch and open the pull request")["run"]

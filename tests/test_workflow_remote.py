@@ -57,7 +57,10 @@ def test_main_pushes_to_the_remote_only_after_its_lock_check():
     job = load(".github/workflows/ci.yml")["jobs"]["lock-is-current"]
     assert job["env"]["HAS_DVC_REMOTE"] == "${{ secrets.DVC_REMOTE_URL != '' }}"
     steps = job["steps"]
-    push = next(i for i, s in enumerate(steps) if s.get("uses") == "./.github/actions/dvc-remote")
+    sources, push = [i for i, s in enumerate(steps) if s.get("uses") == "./.github/actions/dvc-remote"]
+    # DVC-tracked inputs (a retraining branch's feedback) before the run, no stage output
+    assert steps[sources]["if"] == REMOTE and steps[sources]["with"]["mode"] == "sources"
+    assert sources < _named(steps, "Run the pipeline")
     assert steps[push]["if"] == REMOTE and steps[push]["with"]["mode"] == "push"
     assert {k: v for k, v in steps[push]["with"].items() if k != "mode"} == {
         k.removeprefix("remote-"): v for k, v in SECRETS.items()}
@@ -73,6 +76,7 @@ def test_the_remote_action_gets_its_inputs_through_the_environment_only():
     modes = {step.get("if"): step.get("run", "") for step in action["runs"]["steps"]}
     assert "dvc pull --run-cache" in modes["inputs.mode == 'pull'"]
     assert "dvc push --run-cache" in modes["inputs.mode == 'push'"]
+    assert "'*.dvc'" in modes["inputs.mode == 'sources'"] and "--run-cache" not in modes["inputs.mode == 'sources'"]
 
 
 def test_the_configure_script_keeps_hostile_secrets_as_data_in_the_local_config(tmp_path):

@@ -120,7 +120,8 @@ def test_the_monitor_job_hands_its_exit_code_to_the_retrain_job(tmp_path):
         assert done.returncode == code, done.stderr  # drift still fails the job: the alert
         assert (tmp_path / "github_output").read_text() == f"exit-code={code}\n"
     calls = (tmp_path / ".venv/calls.log").read_text().splitlines()
-    assert calls[-1] == "sentiment-pipeline monitor --output-dir monitor-report --last 50"
+    # no production text in the artifact
+    assert calls[-1] == "sentiment-pipeline monitor --output-dir monitor-report --example-texts 0 --last 50"
     done = run_step(step, tmp_path, {"SENTIMENT_SERVE_DATABASE_URL": ""})
     assert done.returncode == 2 and "PREDICTION_LOG_URL" in done.stdout
     assert (tmp_path / "github_output").read_text() == "exit-code=2\n"
@@ -156,22 +157,53 @@ def test_the_retrain_step_fails_loudly_without_its_token(tmp_path):
     assert done.returncode == 1 and "::error::set the repository secret RETRAIN_PR_TOKEN" in done.stdout
 
 
+# A stand-in for dvc in a real git checkout: `exp run` changes what a run changes (dvc.lock,
+# metrics), `exp branch` makes a branch of the workspace's tracked and staged state (what DVC's
+# experiment commit holds), `add` writes a .dvc pointer and ignores the file, as DVC does.
+FAKE_DVC = """
+case "$1 $2" in
+  "remote default") [ -n "${FAKE_REMOTE:-}" ] && echo "$FAKE_REMOTE"; exit 0 ;;
+  "exp run") echo "  run: $4" >> dvc.lock; echo '{"f1": 0.8}' > metrics.json ;;
+  "exp branch") git branch "$4" "$(git stash create)" ;;
+  "add --quiet") echo "outs: [{path: $(basename "$3")}]" > "$3.dvc"; echo "/$(basename "$3")" >> "$(dirname "$3")/.gitignore" ;;
+esac
+"""
+
+
 @pytest.fixture()
 def retrain_checkout(tmp_path) -> Path:
-    """A project root for the script: today's params.yaml, an exported feedback CSV, and
-    stand-ins for dvc, git and gh that record how they were called."""
-    shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path / "params.yaml")
-    (tmp_path / "data/external").mkdir(parents=True)
-    (tmp_path / "data/external/feedback.csv").write_text("text,label\nlost my bag,negative\ngreat crew,positive\n")
-    for tool in ("dvc", "git", "gh"):
-        stub(tmp_path / "bin", tool, "exit 0")
-    return tmp_path
+    """A git checkout of a project for the script (today's params.yaml, a dvc.lock, an exported
+    feedback CSV, an origin to push to), with stand-ins for dvc and gh that record their calls;
+    git is the real one."""
+    root = tmp_path / "project"
+    (root / "data/external").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
+    (root / "dvc.lock").write_text("schema: '2.0'\n")
+    (root / "metrics.json").write_text('{"f1": 0.7}\n')
+    (root / "data/external/README.md").write_text("sources\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], check=True)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "project"],
+                 ["remote", "add", "origin", str(tmp_path / "origin.git")], ["push", "-q", "origin", "main"]):
+        subprocess.run(["git", *args], cwd=root, check=True, env=env)
+    (root / "data/external/feedback.csv").write_text("text,label\nlost my bag,negative\ngreat crew,positive\n")
+    stub(tmp_path / "bin", "dvc", FAKE_DVC)
+    stub(tmp_path / "bin", "gh", "exit 0")
+    return root
 
 
-def run_retrain(root: Path) -> subprocess.CompletedProcess:
+def run_retrain(root: Path, **env: str) -> subprocess.CompletedProcess:
+    bin_dir = root.parent / "bin"
     return subprocess.run(["bash", str(RETRAIN_SCRIPT)], cwd=root, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "PYTHON": sys.executable,
-                               "DVC": str(root / "bin/dvc"), "BASE": "main", "RUN_URL": "https://example/run/1"})
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable,
+                               "DVC": str(bin_dir / "dvc"), "BASE": "main", "RUN_URL": "https://example/run/1",
+                               "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", **env})
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
 def test_the_retrain_script_adds_the_feedback_source_runs_the_experiment_and_opens_a_pr(retrain_checkout):
@@ -190,30 +222,39 @@ def test_the_retrain_script_adds_the_feedback_source_runs_the_experiment_and_ope
     assert all("sources" in line or "feedback" in line or line.strip().startswith(("- ", "source:", "path:", "format:"))
                for line in changed), changed
     assert [line for line in before.splitlines() if line not in after.splitlines()] == ["  sources: null"]
-    calls = (retrain_checkout / "calls.log").read_text().splitlines()
-    tools = [c.split()[0] + " " + c.split()[1] for c in calls]
-    # no DVC remote (the stub names none): the feedback is committed to the branch
-    assert tools == ["dvc exp", "dvc exp", "git switch", "dvc remote", "git add", "git commit", "git push", "gh pr"]
-    experiment = calls[0].split("--name ")[1]
+    calls = (retrain_checkout.parent / "calls.log").read_text().splitlines()
+    experiment = next(c for c in calls if c.startswith("dvc exp run")).split("--name ")[1]
     branch = "retrain/" + experiment.removeprefix("retrain-")
-    assert calls[1] == f"dvc exp branch {experiment} {branch}"
-    assert calls[4] == "git add --force -- data/external/feedback.csv"
-    assert calls[6] == f"git push --set-upstream origin {branch}"
-    assert calls[7].startswith(f"gh pr create --base main --head {branch} --title Retrain on production feedback")
-    assert "(https://example/run/1)" in calls[7] and "2 exported feedback label(s)" in calls[7]
+    assert f"dvc exp branch {experiment} {branch}" in calls
+    # real git: the branch is checked out, clean, pushed, and holds the run, the params and the
+    # feedback it was trained on (no DVC remote: the CSV itself)
+    assert _git(retrain_checkout, "branch", "--show-current").strip() == branch
+    assert _git(retrain_checkout, "status", "--porcelain", "--untracked-files=no") == ""
+    assert _git(retrain_checkout, "rev-parse", branch) == _git(retrain_checkout, "rev-parse", f"origin/{branch}")
+    assert f"run: {experiment}" in _git(retrain_checkout, "show", f"{branch}:dvc.lock")
+    assert "name: feedback" in _git(retrain_checkout, "show", f"{branch}:params.yaml")
+    assert "lost my bag" in _git(retrain_checkout, "show", f"{branch}:data/external/feedback.csv")
+    assert _git(retrain_checkout, "show", "main:params.yaml") == before  # main untouched
+    [pr] = [c for c in calls if c.startswith("gh pr create")]
+    assert pr.startswith(f"gh pr create --base main --head {branch} --title Retrain on production feedback")
+    assert "(https://example/run/1)" in pr and "2 exported feedback label(s)" in pr
     assert "2 feedback row(s)" in done.stdout
 
 
 def test_with_a_dvc_remote_the_feedback_goes_to_the_remote_not_to_git(retrain_checkout):
-    """Production texts stay out of git when the project has a DVC remote (docs/sharing.md)."""
-    stub(retrain_checkout / "bin", "dvc", '[ "$1 $2" = "remote default" ] && echo storage; exit 0')
-    done = run_retrain(retrain_checkout)
+    """Production texts stay out of git when the project has a DVC remote (docs/sharing.md); the
+    pointer is in place before the run (data/external is the download stage's dependency)."""
+    done = run_retrain(retrain_checkout, FAKE_REMOTE="storage")
     assert done.returncode == 0, done.stderr
-    calls = (retrain_checkout / "calls.log").read_text().splitlines()
-    assert "dvc add --quiet data/external/feedback.csv" in calls
-    assert "dvc push --remote storage -- data/external/feedback.csv.dvc" in calls
-    git_add = next(c for c in calls if c.startswith("git add"))
-    assert git_add == "git add -- data/external/feedback.csv.dvc data/external/.gitignore"  # the pointer, not the texts
+    calls = (retrain_checkout.parent / "calls.log").read_text().splitlines()
+    add = calls.index("dvc add --quiet data/external/feedback.csv")
+    assert add < calls.index("dvc push --remote storage -- data/external/feedback.csv.dvc")
+    assert add < next(i for i, c in enumerate(calls) if c.startswith("dvc exp run"))
+    branch = _git(retrain_checkout, "branch", "--show-current").strip()
+    files = _git(retrain_checkout, "ls-tree", "-r", "--name-only", branch).split()
+    assert "data/external/feedback.csv.dvc" in files and "data/external/.gitignore" in files
+    assert "data/external/feedback.csv" not in files  # the pointer, not the texts
+    assert (retrain_checkout / "data/external/feedback.csv").is_file()  # still here, ignored
     assert "not in git" in next(c for c in calls if c.startswith("gh pr create"))
 
 
@@ -233,5 +274,5 @@ def test_the_retrain_script_stops_before_running_anything(retrain_checkout, case
     before = params.read_text()
     done = run_retrain(retrain_checkout)
     assert done.returncode != 0 and f"error: {says}" in done.stderr, done.stderr
-    assert params.read_text() == before and not (retrain_checkout / "calls.log").exists()
+    assert params.read_text() == before and not (retrain_checkout.parent / "calls.log").exists()
     assert not (retrain_checkout / "params.yaml.retrain").exists()

@@ -487,6 +487,8 @@ def monitor(
                                     "replica: the log's writable URL [default: the log read]."),
     webhook: str = typer.Option(None, envvar="SENTIMENT_MONITOR_WEBHOOK_URL", show_envvar=True,
                                 help="POST a JSON summary here on drift or error [default: monitor.webhook_url]."),
+    example_texts: int = typer.Option(None, min=0, max=20, help="Example texts per side in the report "
+                                      "[default: monitor.example_texts]; 0 where the report is shared (CI artifacts)."),
 ) -> None:
     """Drift and estimated accuracy of the served model on a window of the prediction log.
     Exit code 0: ok (or too few rows to judge); 1: a check beyond its threshold; 2: an error."""
@@ -503,7 +505,9 @@ def monitor(
         params, settings = serve_settings(project)
         url = database_url or settings.database_url
         keep = params.monitor.history if history is None else history
-        code = command.execute(project, params.monitor, url, WindowSpec(last=last, since=window_start, until=window_end),
+        config = params.monitor if example_texts is None else params.monitor.model_copy(
+            update={"example_texts": example_texts})
+        code = command.execute(project, config, url, WindowSpec(last=last, since=window_start, until=window_end),
                                output_dir, history_url=(history_url or url) if keep or history_url else None,
                                webhook_url=webhook or params.monitor.webhook_url)
         if code:

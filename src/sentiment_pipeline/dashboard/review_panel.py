@@ -48,6 +48,6 @@ def review_panel(queue: ReviewQueue | None) -> str:
         rows = "".join(f'<tr data-prediction-id="{escape(i.prediction_id)}"><td>{escape(_short(i.text))}</td>'
                        f"<td>{escape(i.label)}</td><td>{i.confidence:.4f}</td></tr>" for i in queue.items)
         body = (f"<p>The {len(queue.items)} least confident of {queue.candidates} unlabelled predictions "
-                f"(newest {queue.window_rows} read).</p>"
+                f"(among the newest {queue.window_rows:,} logged).</p>"
                 f'<table id="review-queue"><tr><th>text</th><th>label</th><th>confidence</th></tr>{rows}</table>')
     return (f'<section id="to-review" data-panel="to-review"><h2>To review</h2>{body}{COMMANDS}</section>')

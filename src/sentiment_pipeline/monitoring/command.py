@@ -2,7 +2,8 @@
 line, store the run in the log's history, and call the webhook on drift or error.
 
 Exit codes: 0 ok (or too few rows to judge), 1 drift, 2 error (a :class:`PipelineError` raised
-here; the CLI prints it). A webhook never changes them.
+here; the CLI prints it). Neither a webhook nor the history changes them: a run that could not be
+stored is an error line, and its verdict's exit code.
 """
 
 from __future__ import annotations
@@ -47,10 +48,21 @@ def execute(project: Path, config: MonitorConfig, database_url: str, spec: monit
         log.info("%s: %s (%d rows); wrote %s and %s", result["status"], result["message"], result["rows"],
                  json_file, html_file)
         if history_url:
-            run_id = history.store(history_url, project, result)
-            log.debug("stored as monitor run %d", run_id)
-    except (PipelineError, SQLAlchemyError, OSError) as exc:
-        error = _one_line(exc, database_url)
+            try:
+                run_id = history.store(history_url, project, result)
+            except PipelineError as exc:
+                # The verdict stands: a drift alert (exit 1) must not turn into an error (exit 2)
+                # because the history could not be written, e.g. with a read-only credential.
+                log.error("%s", exc)
+            else:
+                log.debug("stored as monitor run %d", run_id)
+    except Exception as exc:  # noqa: BLE001 - every failure is one line (and the webhook hears of it)
+        if isinstance(exc, PipelineError | SQLAlchemyError | OSError):
+            error = _one_line(exc, database_url)
+        else:  # e.g. a library's ValueError on degenerate text: the traceback at debug level only
+            log.debug("monitor failed", exc_info=exc)
+            error = PipelineError(f"monitor failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                                  " (run with SENTIMENT_LOG_LEVEL=debug for the traceback)")
         if webhook_url:
             message = str(error) if isinstance(error, PipelineError) else f"{error.filename}: not found"
             webhook.notify(webhook_url, webhook.summary(result, report, error=message), config.webhook_timeout_seconds)

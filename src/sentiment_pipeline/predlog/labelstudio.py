@@ -23,8 +23,9 @@ Import rules (docs/serving.md#reviewing-predictions):
   field, and nothing is imported: the whole file is checked before one transaction writes it;
 * each label becomes a feedback row with ``key_id`` ``label-studio`` (``export-feedback
   --key-id label-studio`` keeps only these) and a ``feedback_id`` derived from the task,
-  the annotation and the label, so importing the same export twice writes nothing the second
-  time, and an annotation changed in Label Studio adds its new label, which then wins (newest).
+  the annotation, the label and the annotation's ``updated_at``, so importing the same export
+  twice writes nothing the second time, and every edit of an annotation in Label Studio (even
+  back to an earlier label) adds its label, which then wins (newest).
 """
 
 from __future__ import annotations
@@ -175,8 +176,12 @@ def _field(location: tuple) -> str:
     return text or "task"
 
 
-def feedback_id(task_id: object, annotation_id: object, prediction_id: str, label: str) -> str:
-    digest = hashlib.sha256(json.dumps([str(task_id), str(annotation_id), prediction_id, label]).encode())
+def feedback_id(task_id: object, annotation_id: object, prediction_id: str, label: str,
+                updated_at: str | None = None) -> str:
+    """The same for the same annotation as exported (re-importing a file writes nothing), new for
+    every edit of it (``updated_at``): changed A -> B -> A, the last A is a new row and wins."""
+    parts = [str(task_id), str(annotation_id), prediction_id, label] + ([updated_at] if updated_at else [])
+    digest = hashlib.sha256(json.dumps(parts).encode())
     return FEEDBACK_ID_PREFIX + digest.hexdigest()[:30]  # feedback.feedback_id is 32 characters
 
 
@@ -243,7 +248,8 @@ def plan_import(document: Any, classes: list[str], source: str = "the file") -> 
                             f"{earlier[1]!r} there and {label!r} here")
         by_prediction[prediction_id] = (_where(index, raw), label)
         labels += [ImportedLabel(_where(index, raw), prediction_id, label,
-                                 feedback_id(task.id if task.id is not None else index, a.id, prediction_id, label))
+                                 feedback_id(task.id if task.id is not None else index, a.id, prediction_id, label,
+                                             a.updated_at))
                    for a, _ in given]
     return ImportPlan(labels, len(document), unlabelled, conflicting)
 

@@ -56,7 +56,7 @@ class ReviewItem:
 @dataclass(frozen=True)
 class ReviewQueue:
     policy: str
-    window_rows: int  # how many of the newest predictions were read
+    window_rows: int  # the window: at most this many of the newest predictions were read
     candidates: int  # of those, unlabelled with their text logged (and, for disagreement, of the served version)
     items: list[ReviewItem] = field(default_factory=list)
     other_versions: int = 0  # disagreement: unlabelled rows of another model version, left out
@@ -106,8 +106,10 @@ def member_votes(predictor, texts: Sequence[str]) -> np.ndarray:
     from the same cleaning and features the served model uses."""
     ensemble_members(predictor)
     model = predictor.model
-    classifier = model[-1]
-    features = model[:-1].transform(predictor.clean(texts))
+    if hasattr(model, "steps"):  # the pipeline's model: features, then the ensemble
+        classifier, features = model[-1], model[:-1].transform(predictor.clean(texts))
+    else:  # an ensemble taking the cleaned texts itself
+        classifier, features = model, predictor.clean(texts)
     order = [int(c) if not isinstance(c, str) else predictor.classes.index(c) for c in classifier.classes_]
     votes = [np.asarray(order)[np.argmax(member.predict_proba(features), axis=1)] for member in classifier.members_]
     return np.vstack(votes)

@@ -29,11 +29,16 @@ from sentiment_pipeline.core.config import ServeConfig
 from sentiment_pipeline.dashboard.page import load_evaluation
 from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.serving.batching import MicroBatcher
+from sentiment_pipeline.serving.routes.predict import LARGE_REQUESTS
 from sentiment_pipeline.serving.schemas import tighten_schema
 
 log = logging.getLogger(__name__)
 
 WARM_UP_TEXTS = ["warm up", "@united thanks for the great flight!", ""]
+
+
+def _nothing() -> None:
+    pass
 
 
 def refreeze() -> None:
@@ -77,6 +82,9 @@ class ModelReloader:
             log.info("reloaded: serving model %s (%s), was %s", new.version, new.metadata.get("family"), old.version)
             await old_batcher.drain()
             await old_batcher.close()
+            # large and explained requests run on their own one-thread executor, first in first
+            # out: once a no-op submitted now has run, those that began on the old model are done
+            await asyncio.get_running_loop().run_in_executor(LARGE_REQUESTS, _nothing)
             old_version = old.version
             del old, old_batcher
             await run_in_threadpool(refreeze)

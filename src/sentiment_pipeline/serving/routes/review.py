@@ -50,8 +50,8 @@ class ReviewResponse(BaseModel):
 
     policy: str
     model_version: str = Field(description="The served model's version.")
-    window_rows: int = Field(description="How many of the newest logged predictions were read "
-                                         "(serve.review_window_rows).")
+    window_rows: int = Field(description="The window: at most this many of the newest logged predictions were "
+                                         "read (serve.review_window_rows; fewer when the log holds fewer).")
     candidates: int = Field(description="Of those, unlabelled with their text logged (disagreement: of the "
                                         "served version).")
     other_versions: int = Field(0, description="disagreement: unlabelled rows of another model version, "
