@@ -55,12 +55,14 @@ pull: install  ## Pull outputs and the run-cache from the default DVC remote (th
 	$(BIN)/sentiment-pipeline check-remote
 	$(BIN)/dvc pull --run-cache
 
-# The fast tier on two xdist workers, then the e2e tier in one process: its servers under load,
-# outages and timing bounds need the cores to themselves (on 2 cores the whole suite took 668 s in
-# one process; the fast tier alone goes from 130 s to 80 s this way).
-test: install  ## Run the test suite: the fast tier (2 workers), then the e2e tier (dvc repro, servers, PostgreSQL, browser)
+# Three runs: the fast tier on two xdist workers; the e2e tests that run pipelines, DVC, PostgreSQL
+# or files on two workers, a test file per worker (its module fixtures built once); then, alone,
+# the e2e tests that time servers under load or drive a browser (marker `serial`). In one process
+# the whole suite took 668 s on 2 cores; the e2e tier alone 595 s once it had grown.
+test: install  ## Run the test suite: the fast tier, the e2e tier (dvc repro, PostgreSQL, S3, browser, servers under load)
 	$(BIN)/pytest -m "not e2e" -q -n 2
-	$(BIN)/pytest -m e2e
+	$(BIN)/pytest -m "e2e and not serial" -q -n 2 --dist loadfile --durations=10
+	$(BIN)/pytest -m "e2e and serial" --durations=10
 
 # Two pytest-xdist workers: the whole fast tier in about a minute on 2 cores (1.6x one process).
 test-fast: install  ## The fast tier: no dvc repro, no PostgreSQL, no browser (pytest -m "not e2e", 2 workers)

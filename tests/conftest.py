@@ -124,3 +124,18 @@ def small_predictor(airline_sample):
     predictor = Predictor(model, normalizer, classes, metadata)
     assert predictor.compiled is not None
     return predictor
+
+
+# e2e modules whose tests time a server, load it or drive a browser: `make test` runs them alone
+# on the machine (marker `serial`), the other e2e tests (pipeline runs, DVC, PostgreSQL, files) on
+# two xdist workers, a file per worker (its module fixtures, often a pipeline run, built once).
+SERIAL_E2E_MODULES = frozenset({
+    "test_deployment", "test_explain_e2e", "test_log_durability", "test_monitoring_e2e", "test_prediction_log",
+    "test_reload", "test_review_e2e", "test_serving_api", "test_serving_overload",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("e2e") and item.module.__name__.rsplit(".", 1)[-1] in SERIAL_E2E_MODULES:
+            item.add_marker(pytest.mark.serial)
