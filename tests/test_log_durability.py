@@ -95,11 +95,19 @@ def _logged(url: str, table=predictions) -> set[str]:
         engine.dispose()
 
 
-def _wait_for(url: str, expected: set[str], seconds: float = 90) -> set[str]:
+def _wait_for(url: str, expected: set[str], seconds: float = 90, settled: float | None = None) -> set[str]:
+    """The logged ids once ``expected`` are all there, or ``seconds`` passed, or (``settled``)
+    nothing new arrived for that long: where some rows may rightly be lost (a SIGKILL's last
+    flush interval) waiting for all of them would only wait out ``seconds``."""
     deadline = time.monotonic() + seconds
+    count, changed = -1, time.monotonic()
     while True:
         logged = _logged(url)
+        if len(logged) != count:
+            count, changed = len(logged), time.monotonic()
         if expected <= logged or time.monotonic() > deadline:
+            return logged
+        if settled is not None and logged and time.monotonic() - changed > settled:
             return logged
         time.sleep(0.5)
 
@@ -146,7 +154,8 @@ def test_a_database_outage_then_a_killed_server_lose_nothing_beyond_the_flush_in
             database.start()
             server = _serve(project, port, database.url)  # adopts the dead process's spool
             wait_ready(url, server)
-            logged = _wait_for(database.url, set(load.answered) | first_round, seconds=60)
+            # the adopted spool ships in well under a second; 5 s without a new row: it is done
+            logged = _wait_for(database.url, set(load.answered) | first_round, seconds=60, settled=5)
             lost = {pid: at for pid, at in load.answered.items() if pid not in logged}
             # what may be lost: answers sent within the last flush interval (and its fsync) before the kill
             late = [killed_at - at for at in lost.values()]
