@@ -32,6 +32,20 @@ def _ids(url: str) -> list[str]:
     return list(found)
 
 
+def _database_down(records) -> None:
+    """A stand-in for ``PredictionLog._insert`` while the database is unreachable."""
+    raise OperationalError("INSERT", {}, Exception("down"))
+
+
+async def _until_logged(url: str, rows: int, seconds: float = 10) -> None:
+    """Wait (at most ``seconds``) until the log holds ``rows`` predictions: what ships in the
+    background (an adopted spool) gets there on its own time."""
+    for _ in range(int(seconds / 0.05)):
+        if len(_ids(url)) == rows:
+            return
+        await asyncio.sleep(0.05)
+
+
 def test_segments_rotate_are_read_in_order_and_deleted_once_shipped(tmp_path):
     spool = SpoolDir.create(tmp_path)
     writer = SpoolWriter(spool, segment_bytes=100)
@@ -133,7 +147,7 @@ def test_a_restart_ships_what_the_last_process_left(tmp_path):
     url = f"sqlite:///{tmp_path / 'log.db'}"
     spool_dir = tmp_path / "spool"
     first = PredictionLog(connect(url), LogSettings(spool_dir=spool_dir, flush_seconds=0.01, drain_seconds=0.2))
-    first._insert = lambda records: (_ for _ in ()).throw(OperationalError("INSERT", {}, Exception("down")))
+    first._insert = _database_down
 
     async def down():
         first.start()
@@ -148,10 +162,7 @@ def test_a_restart_ships_what_the_last_process_left(tmp_path):
         second.start()
         await second.record([_row(second, 40)])
         assert await second.flush(timeout=10)
-        for _ in range(200):  # the adopted directory ships in the background
-            if len(_ids(url)) == 41:
-                break
-            await asyncio.sleep(0.05)
+        await _until_logged(url, 41)  # the adopted directory ships in the background
         await second.close()
 
     asyncio.run(up())
@@ -169,7 +180,7 @@ def test_a_running_worker_adopts_what_a_stopped_one_left(tmp_path, monkeypatch):
     spool_dir = tmp_path / "spool"
     new = PredictionLog(connect(url), LogSettings(spool_dir=spool_dir, flush_seconds=0.01))
     old = PredictionLog(connect(url), LogSettings(spool_dir=spool_dir, flush_seconds=0.01, drain_seconds=0.2))
-    old._insert = lambda records: (_ for _ in ()).throw(OperationalError("INSERT", {}, Exception("down")))
+    old._insert = _database_down
 
     async def both():
         new.start()
@@ -177,10 +188,7 @@ def test_a_running_worker_adopts_what_a_stopped_one_left(tmp_path, monkeypatch):
         await old.record([_row(old, i) for i in range(30)])
         await old.close()  # stops with its 30 rows spooled
         assert _ids(url) == []
-        for _ in range(200):
-            if len(_ids(url)) == 30:
-                break
-            await asyncio.sleep(0.05)
+        await _until_logged(url, 30)
         await new.close()
 
     asyncio.run(both())
@@ -193,7 +201,7 @@ def test_a_full_spool_refuses_or_drops_as_configured(tmp_path, overflow):
     url = f"sqlite:///{tmp_path / 'log.db'}"
     log = PredictionLog(connect(url), LogSettings(spool_dir=tmp_path / "spool", flush_seconds=0.01,
                                                   spool_max_bytes=2000, overflow=overflow, drain_seconds=0.1))
-    log._insert = lambda records: (_ for _ in ()).throw(OperationalError("INSERT", {}, Exception("down")))
+    log._insert = _database_down
 
     async def fill():
         log.start()
@@ -295,10 +303,7 @@ def test_a_damaged_record_is_skipped_and_the_rest_shipped(tmp_path):
 
     async def ship():
         log.start()
-        for _ in range(200):
-            if len(_ids(url)) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await _until_logged(url, 3)
         await log.close()
 
     asyncio.run(ship())

@@ -18,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentiment pipeline stages. DVC calls these; see dvc.yaml.")
 
 ParamsOption = typer.Option(paths.PARAMS, "--params", help="Parameters file.")
+DatabaseUrlOption = typer.Option(None, help="The prediction log [default: serve.database_url].")
 
 
 def _setup_logging() -> None:
@@ -227,7 +228,7 @@ def serve(
 def export_feedback(
     output: Path = typer.Argument(Path("data/external/feedback.csv"), help="CSV of (text, label)."),
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml (serve.database_url)."),
-    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    database_url: str = DatabaseUrlOption,
     key_id: list[str] = typer.Option([], help="Keep only labels written with this API key id (repeatable)."),
     scope: list[str] = typer.Option([], help="Keep only labels written with keys holding this scope, per the "
                                              "key store serve.keys_file (repeatable; adds to --key-id)."),
@@ -291,7 +292,7 @@ def export_review(
     limit: int = typer.Option(100, min=1, help="Tasks to write, at most."),
     config_output: Path = typer.Option(None, help="Also write the matching Label Studio labeling config (XML)."),
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml and models/final."),
-    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    database_url: str = DatabaseUrlOption,
 ) -> None:
     """The review queue (unlabelled logged predictions that most need a human) as Label Studio
     tasks, the model's label pre-annotated; see docs/serving.md#reviewing-predictions."""
@@ -308,7 +309,7 @@ def export_review(
 def import_labels(
     source: Path = typer.Argument(..., help="Label Studio's JSON export of the review project."),
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml and models/final."),
-    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    database_url: str = DatabaseUrlOption,
 ) -> None:
     """Store Label Studio's labels as feedback (key id label-studio), matched by prediction id;
     all or nothing, and importing the same export again adds nothing."""
@@ -398,7 +399,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (the 12 dig
 def prune_log(
     older_than: str = typer.Option(..., help="Age of the rows to delete: 30d, 12h or 90m."),
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml (serve.database_url)."),
-    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    database_url: str = DatabaseUrlOption,
 ) -> None:
     """Delete predictions and feedback older than --older-than from the prediction log (what
     serve.retention_days does hourly while serving)."""
@@ -423,7 +424,7 @@ def prune_log(
 @app.command("migrate-log")
 def migrate_log(
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml (serve.database_url)."),
-    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    database_url: str = DatabaseUrlOption,
 ) -> None:
     """Bring the prediction log's schema to this version's (Alembic); serve does it at start-up."""
 
@@ -479,7 +480,7 @@ def monitor(
     last: int = typer.Option(None, min=1, help="The newest N predictions [default: monitor.window_rows]."),
     since: str = typer.Option(None, help="Window start, ISO time (UTC unless an offset is given)."),
     until: str = typer.Option(None, help="Window end (exclusive), ISO time."),
-    database_url: str = typer.Option(None, help="The prediction log [default: serve.database_url]."),
+    database_url: str = DatabaseUrlOption,
     output_dir: Path = typer.Option(None, help="Where monitor.json and report.html go [default: monitor.output_dir]."),
     history: bool = typer.Option(None, "--history/--no-history", help="Store the run in the log's monitor_runs "
                                  "table (needs a writable log) [default: monitor.history]."),
