@@ -69,3 +69,27 @@ def test_impossible_document_frequency_bounds_name_the_params(separable_texts):
     train, test = split(separable_texts)
     with pytest.raises(ConfigError, match="featurize.min_df=500"):
         featurize(train, test, FeaturizeConfig(min_df=500))
+
+
+def test_feature_files_carry_no_zip64_header_so_their_bytes_do_not_depend_on_the_python_release(tmp_path):
+    """scipy's save_npz forces ZIP64 headers on every member, and zipfile wrote those differently
+    in CPython 3.11.2 and 3.11.7 (another data/features hash, a dirty dvc.lock on Debian's Python).
+    Members this small get none; the matrix reads back as it was."""
+    import struct
+    import zipfile
+
+    import scipy.sparse as sp
+
+    from sentiment_pipeline.pipeline.features import save_csr
+
+    matrix = sp.random(40, 25, density=0.2, format="csr", random_state=0, dtype=np.float64)
+    save_csr(tmp_path / "X.npz", matrix)
+    assert (sp.load_npz(tmp_path / "X.npz") != matrix).nnz == 0
+    raw = (tmp_path / "X.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "X.npz") as archive:
+        infos = archive.infolist()
+        assert [i.filename for i in infos] == ["indices.npy", "indptr.npy", "format.npy", "shape.npy", "data.npy"]
+        for info in infos:
+            assert info.extra == b""  # no ZIP64 extra field in the central directory
+            name_length, extra_length = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+            assert extra_length == 0  # nor in the local header

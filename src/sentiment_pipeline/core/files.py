@@ -8,12 +8,14 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 
@@ -87,3 +89,25 @@ def write_timing(timing: dict, target: Path | str, summary: Path | str) -> None:
     run wrote: the PR report shows them only beside that summary, never stale seconds of an
     earlier run after DVC restored the stage's outputs from its cache."""
     write_json({**timing, "summary_md5": file_md5(summary)}, target)
+
+
+# numpy's savez (and so scipy's save_npz) opens every member with force_zip64=True, since it
+# streams a member without knowing its size; the ZIP64 headers zipfile then writes differ between
+# CPython 3.11.2 and 3.11.7, so the same features were other bytes, and another dvc.lock, on
+# Debian's Python than on a newer 3.11. Here a member's size is known: ZIP64 only for one that may
+# need it (zipfile's limit is 2 GiB less 5 %), and the bytes are the same on every 3.11.
+ZIP64_MEMBER_BYTES = 1 << 30
+
+
+def npz_member(archive: zipfile.ZipFile, name: str, nbytes: int):
+    """``archive``'s member ``<name>.npy`` opened for writing ``nbytes`` of array data."""
+    return archive.open(f"{name}.npy", "w", force_zip64=nbytes > ZIP64_MEMBER_BYTES)
+
+
+def save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """``numpy.savez`` (members stored, not deflated) with ZIP64 only where needed (see above)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in arrays.items():
+            array = np.asanyarray(value)
+            with npz_member(archive, name, array.nbytes) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)

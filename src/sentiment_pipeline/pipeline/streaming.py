@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
-from sentiment_pipeline.core.files import CSV_OPTIONS, atomic_path
+from sentiment_pipeline.core.files import CSV_OPTIONS, atomic_path, npz_member
 
 # Two independent 16-byte SipHash keys: a 128-bit key makes an accidental collision among 10^9
 # rows about 10^-21 likely (a single 64-bit hash: 3% at 10^9 rows, 3e-6 at 10^7).
@@ -307,7 +307,7 @@ class CsrNpzWriter:
 
     @staticmethod
     def _array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
-        with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        with npz_member(archive, name, array.nbytes) as member:
             np.lib.format.write_array(member, array, allow_pickle=False)
 
     @staticmethod
@@ -316,7 +316,7 @@ class CsrNpzWriter:
         out_dtype = np.dtype(convert_to or dtype)
         header = {"descr": np.lib.format.dtype_to_descr(out_dtype), "fortran_order": False, "shape": (count,)}
         block = 1 << 22  # elements per copy
-        with archive.open(f"{name}.npy", "w", force_zip64=True) as member, open(source, "rb") as raw:
+        with npz_member(archive, name, count * out_dtype.itemsize) as member, open(source, "rb") as raw:
             np.lib.format.write_array_header_2_0(member, header)
             while True:
                 values = np.fromfile(raw, dtype=dtype, count=block)
