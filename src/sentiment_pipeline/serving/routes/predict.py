@@ -15,14 +15,7 @@ from fastapi.responses import Response
 from sentiment_pipeline.inference.explain import explain
 from sentiment_pipeline.predlog.prediction_log import now
 from sentiment_pipeline.serving.auth import AUTH_RESPONSES
-from sentiment_pipeline.serving.deps import (
-    BatcherDep,
-    MetricsDep,
-    PredictionLogDep,
-    PredictorDep,
-    PredictPrincipal,
-    SettingsDep,
-)
+from sentiment_pipeline.serving.deps import PredictPrincipal, ServingDep
 from sentiment_pipeline.serving.errors import error_response
 from sentiment_pipeline.serving.schemas import ERRORS, PredictRequest, PredictResponse
 
@@ -47,12 +40,12 @@ def prediction_ids(n: int) -> list[str]:
 
 
 @router.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
-async def predict(body: PredictRequest, request: Request, predictor: PredictorDep, prediction_log: PredictionLogDep,
-                  settings: SettingsDep, batcher: BatcherDep, metrics: MetricsDep,
-                  principal: PredictPrincipal) -> Response:
+async def predict(body: PredictRequest, request: Request, state: ServingDep, principal: PredictPrincipal) -> Response:
     """Label, confidence and class probabilities for one text or a list of texts; each
     prediction is logged with its id (see /v1/feedback)."""
     started = time.perf_counter()
+    predictor, prediction_log, settings = state.predictor, state.prediction_log, state.settings
+    batcher, metrics = state.batcher, state.metrics
     if not prediction_log.accepting:  # serve.log_overflow: reject, and the spool is full
         return error_response(503, "the prediction log is full (its database has been away too long)",
                               [("service", "retry later; the operator is told by /readyz and the metrics")],
