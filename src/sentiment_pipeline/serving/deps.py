@@ -51,7 +51,7 @@ class ServingState(Protocol):
 
 async def serving_state(request: Request) -> ServingState:
     """``app.state``, read at each request: a hot reload replaces the predictor and batcher on it."""
-    return request.app.state  # type: ignore[no-any-return]
+    return request.app.state
 
 
 ServingDep = Annotated[ServingState, Depends(serving_state)]
