@@ -61,7 +61,7 @@ pull: install  ## Pull outputs and the run-cache from the default DVC remote (th
 # the whole suite took 668 s on 2 cores; the e2e tier alone 595 s once it had grown.
 test: install  ## Run the test suite: the fast tier, the e2e tier (dvc repro, PostgreSQL, S3, browser, servers under load)
 	$(BIN)/pytest -m "not e2e" -q -n 2
-	$(BIN)/pytest -m "e2e and not serial" -q -n 2 --dist loadfile --durations=10
+	$(BIN)/pytest -m "e2e and not serial" -q -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 	$(BIN)/pytest -m "e2e and serial" --durations=10
 
 # Two pytest-xdist workers: the whole fast tier in about a minute on 2 cores (1.6x one process).

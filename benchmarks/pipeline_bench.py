@@ -197,6 +197,11 @@ def naive_classifier(family: str, seed: int):
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.svm import LinearSVC
         return CalibratedClassifierCV(LinearSVC(random_state=seed))
+    if family == "sgd":
+        # the same recipe for SGD's margins, fitted in memory with SGD's own epochs
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.linear_model import SGDClassifier
+        return CalibratedClassifierCV(SGDClassifier(random_state=seed))
     raise ValueError(f"no naive reference for model family {family!r}")
 
 
@@ -205,7 +210,9 @@ def naive_grid(family: str, project_grid: dict, classifier) -> dict[str, list]:
     classifier parameter the project searches over, so the number of candidates matches."""
     accepted = classifier.get_params()
     # CalibratedClassifierCV holds the SVM as ``estimator``; its C is ``estimator__C``
-    nested = {"C": "estimator__C", "calibration": "method"} if family == "linear_svm" else {}
+    nested = ({"C": "estimator__C", "calibration": "method"} if family == "linear_svm" else
+              {"alpha": "estimator__alpha", "loss": "estimator__loss", "calibration": "method"} if family == "sgd"
+              else {})
     grid = {f"clf__{nested.get(key, key)}": list(values) for key, values in project_grid.items()
             if nested.get(key, key) in accepted
             and (key in NAIVE_TUNED.get(family, ()) or len(values) > 1)}

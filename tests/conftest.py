@@ -90,12 +90,11 @@ def nltk_stopwords(monkeypatch, nltk_data_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def served_project(tmp_path_factory) -> Path:
-    """The real pipeline run once on the committed fixture: a model to serve (read-only)."""
-    from .pipeline_repo import create_project
+    """The real pipeline run on the committed fixture: a model to serve (read-only). The run is
+    made once for all pytest processes (pipeline_cache.py); this one has its own copy."""
+    from .pipeline_cache import pipeline_run
 
-    repo = create_project(tmp_path_factory.mktemp("served"))
-    repo.dvc("repro")
-    return repo.root
+    return pipeline_run(tmp_path_factory.mktemp("served"))[0].root
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +134,24 @@ SERIAL_E2E_MODULES = frozenset({
 })
 
 
+# The order the two workers take the other e2e files in (`make test` keeps it: --dist loadfile
+# --no-loadscope-reorder; xdist would otherwise put the files with the most tests first): a worker
+# takes the next file as it runs out of tests, so the longest go first and the shortest last,
+# and neither worker is left running a long file alone at the end. The first file waits for the
+# session's pipeline run (pipeline_cache.py) or builds it: the second needs none, so the other
+# worker is not idle meanwhile. Files in neither list go between the two, in file order.
+E2E_FIRST = ("test_e2e", "test_report_curves", "test_train_dask", "test_remote", "test_feedback_retrain_e2e",
+             "test_e2e_rerun", "test_dvc_cache", "test_report", "test_serving_batch")
+E2E_LAST = ("test_workflow_experiment", "test_notebook", "test_errors_predlog", "test_monitoring_log")
+
+
+def _module(item: pytest.Item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.get_closest_marker("e2e") and item.module.__name__.rsplit(".", 1)[-1] in SERIAL_E2E_MODULES:
+        if item.get_closest_marker("e2e") and _module(item) in SERIAL_E2E_MODULES:
             item.add_marker(pytest.mark.serial)
+    rank = {name: i - len(E2E_FIRST) for i, name in enumerate(E2E_FIRST)} | {name: i + 1 for i, name in enumerate(E2E_LAST)}
+    items.sort(key=lambda item: rank.get(_module(item), 0))  # stable: file order within each rank

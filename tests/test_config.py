@@ -18,7 +18,7 @@ def test_project_params_file_is_valid():
     params = load_params(PROJECT_ROOT / "params.yaml")
     assert params.download.source == "embedded_airline"
     assert set(params.train.families.model_dump()) == {"logreg", "naive_bayes", "random_forest", "xgboost",
-                                                       "linear_svm"}
+                                                       "linear_svm", "sgd"}
 
 
 @pytest.mark.parametrize("literal, expected", [("1e-06", 1e-06), ("1e3", 1000.0), ("-2.5E-1", -0.25),
@@ -37,7 +37,7 @@ def test_strings_that_look_almost_numeric_stay_strings(tmp_path):
 
 def test_the_families_trained_are_those_the_params_file_lists(tmp_path):
     project = load_params(PROJECT_ROOT / "params.yaml").train.families
-    assert project.enabled() == ("logreg", "naive_bayes", "random_forest", "xgboost", "linear_svm")
+    assert project.enabled() == ("logreg", "naive_bayes", "random_forest", "xgboost", "linear_svm", "sgd")
     assert Params().train.families.enabled() == tuple(FAMILY_GRIDS)  # no section: every family
     listed = load_params(write(tmp_path, "train:\n  families:\n    random_forest: {}\n    logreg: {}\n"))
     assert listed.train.families.enabled() == ("logreg", "random_forest")

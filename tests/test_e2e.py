@@ -1,27 +1,23 @@
-"""End to end: the real `dvc repro` on a small fixture in a temporary git repository."""
+"""End to end: the real `dvc repro` on a small fixture in a temporary git repository (the forced
+re-runs, bit for bit: test_e2e_rerun.py, a file of its own to run beside this one)."""
 
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 
 import pytest
 
-from .pipeline_repo import CLASSES, EVALUATION_FILES, FAMILIES, METRIC_FILES, Repo, create_project
-from .test_kernels import OLDER_CPU
+from .pipeline_cache import committed_run
+from .pipeline_repo import CLASSES, EVALUATION_FILES, METRIC_FILES, Repo
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Repo:
-    repo = create_project(tmp_path_factory.mktemp("project"))
-    repo.dvc("repro")
-    repo.git("add", "-A")
-    repo.git("commit", "-qm", "first run")
-    return repo
+    return committed_run(tmp_path_factory.mktemp("project"))
 
 
 def test_repro_produces_every_output_and_an_up_to_date_lock(repo):
@@ -82,39 +78,9 @@ def test_metrics_and_plots_are_git_tracked_and_data_is_not(repo):
     assert "baselines.json" in repo.dvc("metrics", "show")
 
 
-def test_forced_rerun_leaves_git_clean(repo):
-    """Same outputs, bit for bit, and the measured seconds nowhere git or dvc.lock sees them."""
-    before, hashes_before = repo.metrics(), repo.output_hashes()
-    repo.dvc("repro", "--force")
-    assert repo.metrics() == before
-    assert repo.output_hashes() == hashes_before
-    assert repo.git("status", "--porcelain") == ""
-    assert {p.stem for p in (repo.root / "metrics/timing").glob("*.json")} == {*FAMILIES, "ensemble"}
-    passed = check_lock(repo)
-    assert passed.returncode == 0 and len(passed.stdout.strip().splitlines()) == 1, passed
-    assert passed.stdout.startswith("dvc.lock matches HEAD")
-
-
 def check_lock(repo: Repo) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sentiment_pipeline", "check-lock"], cwd=repo.root,
                           env=repo.env, capture_output=True, text=True, timeout=120)
-
-
-@pytest.mark.skipif(platform.machine().lower() not in {"x86_64", "amd64"}, reason="x86-64 kernels")
-def test_a_simulated_older_cpu_reproduces_the_committed_results(repo):
-    """NumPy without AVX2/AVX-512, OpenBLAS's Sandy Bridge kernels and glibc without FMA: the
-    same metrics, plots, selected family and model (hence test predictions), bit for bit."""
-    before, hashes_before = repo.metrics(), repo.output_hashes()
-    saved_env = repo.env
-    repo.env = {**saved_env, **OLDER_CPU}
-    try:
-        repo.dvc("repro", "--force")
-        result = check_lock(repo)
-    finally:
-        repo.env = saved_env
-    assert result.returncode == 0, result.stderr
-    assert repo.metrics() == before
-    assert repo.output_hashes() == hashes_before  # the models too, bit for bit
 
 
 def test_changing_one_family_grid_reruns_training_not_the_data_stages(repo):

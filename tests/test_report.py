@@ -19,7 +19,7 @@ from sentiment_pipeline.review.report import (
 )
 from sentiment_pipeline.review.tolerance import Difference
 
-from .pipeline_repo import create_project
+from .pipeline_cache import pipeline_run
 
 
 def snapshot(f1=0.74, acc=0.80, family="logreg", cv=None, per_class=None) -> Snapshot:
@@ -105,8 +105,7 @@ def test_confusion_matrix_and_wall_time():
 
 @pytest.mark.e2e
 def test_report_between_two_real_pipeline_runs(tmp_path):
-    repo = create_project(tmp_path / "project")
-    repo.dvc("repro")
+    repo, _ = pipeline_run(tmp_path / "project")  # create_project + dvc repro
     repo.git("add", "-A")
     repo.git("commit", "-qm", "default params")
     params = repo.params()

@@ -82,6 +82,63 @@ def test_csr_npz_writer_round_trips(tmp_path):
     assert sp.load_npz(tmp_path / "e.npz").shape == (0, 5)
 
 
+def test_csr_parts_from_files_and_arrays_write_the_same_npz(tmp_path):
+    """A worker on this machine hands its rows over as files, a Dask worker as arrays, this process
+    appends blocks: the same .npz bytes, with the members save_npz writes (indptr's header as
+    write_array writes it)."""
+    import zipfile
+
+    from sentiment_pipeline.pipeline.streaming import csr_part
+
+    X = sp.random(257, 50, density=0.2, format="csr", random_state=3)
+    blocks = [X[start:start + 40] for start in range(0, 257, 40)]
+    written = []
+    for way in ("append", "arrays", "files"):
+        writer = CsrNpzWriter(50, tmp_path)
+        for i, block in enumerate(blocks):
+            if way == "append":
+                writer.append(block)
+            else:
+                stem = str(tmp_path / f"part-{i}") if way == "files" else None
+                writer.add(csr_part([block[:7], block[7:]], 50, stem))
+        writer.write(tmp_path / f"{way}.npz")
+        written.append((tmp_path / f"{way}.npz").read_bytes())
+    assert written[0] == written[1] == written[2]
+    assert not list(tmp_path.glob("part-*")) and not list(tmp_path.glob("csr-*"))  # the writer took them and let go
+    with zipfile.ZipFile(tmp_path / "files.npz") as archive:
+        assert archive.namelist() == ["indices.npy", "indptr.npy", "format.npy", "shape.npy", "data.npy"]
+        expected = __import__("io").BytesIO()
+        np.lib.format.write_array(expected, X.indptr.astype(np.int32))
+        assert archive.read("indptr.npy") == expected.getvalue()
+    Y = sp.load_npz(tmp_path / "files.npz")
+    assert _same_csr(Y, X)
+
+
+def test_texts_are_vectorised_in_pieces_of_bounded_characters():
+    from sentiment_pipeline.pipeline.features import text_pieces
+
+    texts = ["a" * 30, "b" * 50, "c" * 25, "d" * 200, "e"]
+    pieces = list(text_pieces(texts, limit=100))
+    assert pieces == [texts[:2], texts[2:3], texts[3:4], texts[4:]]  # a longer text goes alone
+    assert list(text_pieces([], limit=100)) == [] and list(text_pieces(texts, limit=10**6)) == [texts]
+
+
+def test_a_lost_worker_process_stops_the_map_with_one_line():
+    """A worker process killed (as the kernel's OOM killer kills) while it computes a task."""
+    import operator
+    import signal
+
+    from sentiment_pipeline.pipeline.streaming import WorkerLost, parallel_map
+
+    # standard-library callables only: the worker processes import nothing of ours (~4 s each)
+    tasks = [(abs, -i) for i in range(8)]
+    tasks[5] = (signal.raise_signal, signal.SIGKILL)
+    with pytest.raises(WorkerLost, match=r"^a worker process died \(exit code SIGKILL\(-9\)\), e.g. killed for lack of "
+                                         r"memory, with test chunk \d+ not done; nothing was written$"):
+        list(parallel_map(operator.call, tasks, 2, what="test chunk"))
+    assert list(parallel_map(operator.call, tasks[:5], 2)) == [0, 1, 2, 3, 4]  # the next map gets a new pool
+
+
 def test_ordered_writer_emits_rows_by_position(tmp_path):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(50)], "label": "x"})
     positions = np.random.default_rng(1).permutation(50)

@@ -211,6 +211,19 @@ class CleaningConfig(_Section):
     lexicon_bins: Annotated[int, Field(ge=2, le=100)] = 8
 
 
+DataBackend = Literal["local", "dask"]
+
+
+def _dask_streams(section: str, config: PreprocessConfig | FeaturizeConfig) -> None:
+    # backend: dask spreads the streamed path's chunks; it does not imply streaming: with chunk_rows
+    # null the stage runs in memory, and featurize's in-memory TF-IDF training matrix differs from
+    # the streamed one in the last bits, so streaming by default would let the backend change the
+    # outputs (which must not: the backend keys are not stage params)
+    if config.backend == "dask" and config.chunk_rows is None:
+        raise ValueError(f"{section}.backend: dask processes chunks on the cluster: set {section}.chunk_rows "
+                         "(e.g. 100000; null reads the data whole in this process)")
+
+
 class PreprocessConfig(_Section):
     cleaning: CleaningConfig = CleaningConfig()
     stopwords: StopwordsConfig = StopwordsConfig()
@@ -219,6 +232,17 @@ class PreprocessConfig(_Section):
     chunk_rows: ChunkRows = None
     # Processes cleaning chunks in parallel when streaming (-1: one per core).
     n_jobs: NJobs = -1
+    # Where the streamed chunks are cleaned: local (n_jobs processes) or dask (a Dask cluster at
+    # scheduler_address or $SENTIMENT_DASK_SCHEDULER, else a LocalCluster of dask_workers
+    # processes); the same files either way, so not stage params (dvc.yaml lists the others).
+    backend: DataBackend = "local"
+    scheduler_address: str | None = None
+    dask_workers: Annotated[int, Field(ge=1)] = 2
+
+    @model_validator(mode="after")
+    def _backend_streams(self) -> PreprocessConfig:
+        _dask_streams("preprocess", self)
+        return self
 
 
 # ---------------------------------------------------------------- featurize
@@ -249,6 +273,15 @@ class FeaturizeConfig(_Section):
     chunk_rows: ChunkRows = None
     n_jobs: NJobs = -1  # processes vectorizing chunks in parallel when streaming
     resampling: ResamplingConfig = ResamplingConfig()
+    # Where the streamed chunks are vectorised: as preprocess.backend (not stage params either)
+    backend: DataBackend = "local"
+    scheduler_address: str | None = None
+    dask_workers: Annotated[int, Field(ge=1)] = 2
+
+    @model_validator(mode="after")
+    def _backend_streams(self) -> FeaturizeConfig:
+        _dask_streams("featurize", self)
+        return self
 
     @field_validator("word_ngram_range", "char_ngram_range")
     @classmethod
@@ -339,14 +372,55 @@ class LinearSvmGrid(_Grid):
     calibration_folds: list[Annotated[int, Field(ge=2)]] = Field([3], min_length=1)
 
 
+class SgdGrid(_Grid):
+    """A linear model learnt by SGDClassifier.partial_fit over row blocks (pipeline/incremental.py),
+    with probabilities calibrated on a held-out share of the rows: the family that can learn with
+    train.chunk_rows set, from a training matrix that is never whole in memory."""
+
+    loss: list[Literal["hinge", "log_loss", "modified_huber"]] = Field(["log_loss"], min_length=1)
+    alpha: list[PositiveFloat] = Field([1e-4], min_length=1)
+    epochs: list[PositiveInt] = Field([20], min_length=1)  # passes over the rows
+    average: list[bool] = Field([False], min_length=1)     # averaged SGD: the mean of the iterates
+    # Rows per partial_fit, in a seeded order per epoch: a learning setting (the same model in
+    # memory and streamed), and the rows a training pass holds at once
+    block_rows: list[PositiveInt] = Field([10_000], min_length=1)
+    calibration: list[Literal["sigmoid", "isotonic"]] = Field(["sigmoid"], min_length=1)
+    # Rows held out from the SGD to fit the calibrators: this share, at most ~calibration_rows
+    calibration_share: list[Annotated[float, Field(gt=0.0, le=0.5)]] = Field([0.05], min_length=1)
+    calibration_rows: list[PositiveInt] = Field([100_000], min_length=1)
+
+    @field_validator("select_k")
+    @classmethod
+    def _every_column(cls, value: list) -> list:
+        if value != [None]:
+            raise ValueError("the sgd family learns from every column (a chi-squared filter needs the whole "
+                             "matrix in memory); leave select_k out or set it to [null]")
+        return value
+
+    @field_validator("resampling")
+    @classmethod
+    def _no_smote(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and "smote" in value:
+            raise ValueError("SMOTE needs every row of a fold in memory, which the sgd family never holds; "
+                             "use [class_weight]")
+        return value
+
+    def as_param_grid(self) -> dict[str, list]:
+        """No ``select__k``: the family's pipeline passes every column through (see models.py)."""
+        grid = super().as_param_grid()
+        grid.pop("select__k", None)
+        return grid
+
+
 FAMILY_GRIDS: dict[str, type[_Grid]] = {
     "logreg": LogRegGrid,
     "naive_bayes": NaiveBayesGrid,
     "random_forest": RandomForestGrid,
     "xgboost": XGBoostGrid,
     "linear_svm": LinearSvmGrid,
+    "sgd": SgdGrid,
 }
-Family = Literal["logreg", "naive_bayes", "random_forest", "xgboost", "linear_svm"]
+Family = Literal["logreg", "naive_bayes", "random_forest", "xgboost", "linear_svm", "sgd"]
 # What the select stage chooses from: every grid-searched family, and the ensemble over them.
 CANDIDATE_FAMILIES: tuple[str, ...] = (*FAMILY_GRIDS, "ensemble")
 
@@ -361,6 +435,7 @@ class FamiliesConfig(_Section):
     random_forest: RandomForestGrid = RandomForestGrid()
     xgboost: XGBoostGrid = XGBoostGrid()
     linear_svm: LinearSvmGrid = LinearSvmGrid()
+    sgd: SgdGrid = SgdGrid()
 
     def grid(self, family: str) -> _Grid:
         if family not in FAMILY_GRIDS:
@@ -450,6 +525,10 @@ class TrainConfig(_Section):
     backend: Literal["local", "dask"] = "local"
     scheduler_address: str | None = None
     dask_workers: Annotated[int, Field(ge=1)] = 2
+    # Streamed training: X_train.npz read in blocks, never whole (null: loaded whole, as before).
+    # Only families that learn block by block (sgd) can train so; the rows a prediction pass
+    # reads at once. Same CV results and model as null (tested), so not a stage param.
+    chunk_rows: ChunkRows = None
 
     @field_validator("n_jobs")
     @classmethod

@@ -12,8 +12,8 @@ by element in the same order, and skips the checks:
   a text are its words' n-grams in turn), counts per column, then ``log`` + 1, times ``idf_`` and
   scikit-learn's own l2 row normalisation per part, giving the matrix ``FeatureUnion`` stacks,
   entry for entry and in its order.
-* Linear members (the calibrated SVM's folds, logistic regression, multinomial or complement
-  naive Bayes): one ``csr @ W`` whose columns are every member's coefficients (zero rows for the
+* Linear members (the calibrated SVM's folds, the sgd family's model, logistic regression,
+  multinomial or complement naive Bayes): one ``csr @ W`` whose columns are every member's coefficients (zero rows for the
   columns a member's filter drops: adding ``a * 0.0`` to a sum changes no bit), each block
   sliced and finished as its estimator finishes it (intercept, calibrated sigmoids, softmax,
   log-sum-exp).
@@ -281,6 +281,32 @@ class _CalibratedSVMHead(_Head):
                           "class_columns": LabelEncoder().fit(calibrated.classes).transform(estimator.classes_)})
         return cls(folds, len(clf.classes_))
 
+    @classmethod
+    def compile_sgd(cls, clf) -> _CalibratedSVMHead | None:
+        """``IncrementalSGDClassifier`` (sigmoid): one SGD model's margins through its calibrators,
+        normalised as ``_CalibratedClassifier`` normalises them (its ``predict_proba`` copies
+        those steps): the calibrated SVM's arithmetic with a single fold (adding to zeros and
+        dividing by 1 change no bit)."""
+        from sklearn.linear_model import SGDClassifier
+        from sklearn.linear_model._base import LinearClassifierMixin
+
+        from sentiment_pipeline.pipeline.incremental import IncrementalSGDClassifier
+
+        if type(clf) is not IncrementalSGDClassifier or clf.calibration != "sigmoid":
+            return None
+        model = clf.model_
+        if (type(model) is not SGDClassifier or _overrides(model, "decision_function", LinearClassifierMixin)
+                or not all(hasattr(c, "a_") and hasattr(c, "b_") for c in clf.calibrators_)
+                or not np.array_equal(model.classes_, clf.classes_)):
+            return None
+        coef = model.coef_
+        if not isinstance(coef, np.ndarray) or coef.dtype != np.float64 or coef.ndim != 2:
+            return None
+        fold = {"coef_t": coef.T, "intercept": model.intercept_,
+                "calibrators": tuple((c.a_, c.b_) for c in clf.calibrators_),
+                "class_columns": np.arange(len(clf.calibrators_))}
+        return cls([fold], len(clf.classes_))
+
     def margins_and_proba(self, blocks: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         n, n_classes = blocks[0].shape[0], self.n_classes
         margins, mean_proba = [], np.zeros((n, n_classes))
@@ -412,8 +438,9 @@ def _fits(head: _Head, columns: np.ndarray | None, n_features: int) -> bool:
 
 
 def _linear_head(clf) -> _Head | None:
-    for head in (_CalibratedSVMHead, _LogisticRegressionHead, _NaiveBayesHead):
-        compiled = head.compile(clf)
+    for compile_head in (_CalibratedSVMHead.compile, _CalibratedSVMHead.compile_sgd, _LogisticRegressionHead.compile,
+                         _NaiveBayesHead.compile):
+        compiled = compile_head(clf)
         if compiled is not None:
             return compiled
     return None
@@ -581,8 +608,8 @@ class _MemberOnColumns:
 
 # ----------------------------------------------------------------------------- models
 class CompiledCalibratedSVM:
-    """``transform -> select -> CalibratedLinearSVC``: labels from the folds' mean margin,
-    probabilities from their calibrated sigmoids."""
+    """``transform -> select -> CalibratedLinearSVC`` (or ``IncrementalSGDClassifier``, one
+    fold): labels from the folds' mean margin, probabilities from their calibrated sigmoids."""
 
     def __init__(self, features: Callable[[Sequence[str]], _Rows], scores: _LinearScores, classes: np.ndarray) -> None:
         self.features, self.scores, self.classes_ = features, scores, classes
@@ -661,16 +688,19 @@ def _n_features(vectorizer) -> int | None:
 
 
 def compile_model(model) -> CompiledCalibratedSVM | CompiledEnsemble | None:
-    """The compiled path for ``tfidf -> select -> CalibratedLinearSVC(sigmoid)`` or for
-    ``tfidf -> EnsembleClassifier``; None for anything else (the caller keeps scikit-learn)."""
+    """The compiled path for ``tfidf -> select -> CalibratedLinearSVC(sigmoid)`` (or the sgd
+    family's ``IncrementalSGDClassifier(sigmoid)``) or for ``tfidf -> EnsembleClassifier``; None for
+    anything else (the caller keeps scikit-learn)."""
     from sentiment_pipeline.pipeline.ensemble import EnsembleClassifier
+    from sentiment_pipeline.pipeline.incremental import IncrementalSGDClassifier
     from sentiment_pipeline.pipeline.models import CalibratedLinearSVC
 
     steps = getattr(model, "named_steps", {})
     clf, select, vectorizer = steps.get("clf"), steps.get("select"), steps.get("tfidf")
     if list(steps) not in (["tfidf", "select", "clf"], ["tfidf", "clf"]):
         return None
-    if clf is None or type(clf) not in (EnsembleClassifier, CalibratedLinearSVC):  # exactly these, no subclass
+    if clf is None or type(clf) not in (EnsembleClassifier, CalibratedLinearSVC,
+                                        IncrementalSGDClassifier):  # exactly these, no subclass
         return None
     n_features = _n_features(vectorizer)
     if n_features is None:
@@ -680,12 +710,12 @@ def compile_model(model) -> CompiledCalibratedSVM | CompiledEnsemble | None:
             return None
         features = compile_features(vectorizer)
         return None if features is None else _compile_ensemble(features, n_features, clf)
-    if select is not None and not hasattr(select, "get_support"):
-        return None  # "passthrough" or a step this path does not know
+    if select not in (None, "passthrough") and not hasattr(select, "get_support"):
+        return None  # a step this path does not know ("passthrough": every column, the sgd family's)
     known, columns = _column_indices(select, n_features)
     if not known:
         return None
-    head = _CalibratedSVMHead.compile(clf)
+    head = _CalibratedSVMHead.compile(clf) or _CalibratedSVMHead.compile_sgd(clf)
     if head is None or not _fits(head, columns, n_features):
         return None
     features = compile_features(vectorizer)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ from tqdm import tqdm
 from sentiment_pipeline.core.config import FeaturizeConfig, ResamplingConfig
 from sentiment_pipeline.core.errors import ConfigError
 from sentiment_pipeline.core.files import atomic_path, read_json, save_npz, write_json
+
+if TYPE_CHECKING:
+    from sentiment_pipeline.pipeline.streaming import Cluster, CsrPart
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +239,39 @@ def _chunk_term_counts(texts: list[str], analyzer: dict) -> tuple[list[str], np.
     return terms, np.diff(counts.indptr), np.asarray(counts.sum(axis=0)).ravel()
 
 
+# A chunk's texts are vectorised a piece of at most this many characters at a time: scikit-learn's
+# transform holds about three times its output in temporaries (measured: 100,000 synthetic reviews,
+# word 1-2 and char_wb 3-5 n-grams hashed, 279 non-zeros a row: a 335 MB block and 950 MB more
+# peak memory in one call; in 13 pieces of 2^20 characters, ~7,700 reviews each, 54 MB more, in
+# the same time). A worker's memory then depends on the piece, not on chunk_rows; each row is
+# transformed on its own, so the pieces join into the same bytes.
+PIECE_CHARS = 1 << 20
+
+
+def text_pieces(texts: list[str], limit: int = PIECE_CHARS) -> Iterator[list[str]]:
+    """``texts`` in consecutive pieces of at most ``limit`` characters (a longer text alone)."""
+    start = size = 0
+    for i, text in enumerate(texts):
+        if size + len(text) > limit and i > start:
+            yield texts[start:i]
+            start, size = i, 0
+        size += len(text)
+    if start < len(texts):
+        yield texts[start:]
+
+
 def _chunk_hashed_document_frequency(texts: list[str], hasher: HashingVectorizer) -> np.ndarray:
-    return np.bincount(hasher.transform(texts).indices, minlength=hasher.n_features)
+    counts = np.zeros(hasher.n_features, dtype=np.int64)
+    for piece in text_pieces(texts):
+        counts += np.bincount(hasher.transform(piece).indices, minlength=hasher.n_features)
+    return counts
 
 
-def _chunk_features(texts: list[str], vectorizer) -> sp.csr_matrix:
-    return vectorizer.transform(texts).tocsr()
+def _chunk_features(texts: list[str], stem: str | None, vectorizer, n_columns: int) -> CsrPart:
+    """A chunk's rows of the matrix; written to ``stem``'s files when given (see ``csr_part``)."""
+    from sentiment_pipeline.pipeline.streaming import csr_part  # pyarrow: only the streamed path pays for it
+
+    return csr_part((vectorizer.transform(piece).tocsr() for piece in text_pieces(texts)), n_columns, stem)
 
 
 def _fitted_vectorizer(config: FeaturizeConfig, n_documents: int, statistics: dict):
@@ -262,19 +293,25 @@ def _fitted_vectorizer(config: FeaturizeConfig, n_documents: int, statistics: di
 
 
 def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig, features_dir: Path,
-                     scratch: Path | None = None):
+                     scratch: Path | None = None, cluster: Cluster | None = None):
     """:func:`featurize` for splits larger than memory, in chunks of ``featurize.chunk_rows``:
     the same vectorizer, matrices and summary; returns (vectorizer, summary) and writes the
     feature set to ``features_dir`` (as ``FeatureSet.save``) without holding a matrix in memory.
 
     Pass one counts document frequencies (and, for ``tfidf``, every n-gram's counts, like
     ``fit``) over the training texts; pass two transforms both splits chunk by chunk into the
-    ``.npz`` files. ``featurize.n_jobs`` processes tokenize chunks in parallel.
+    ``.npz`` files. Chunks are tokenized in parallel by ``featurize.n_jobs`` processes, or on
+    ``cluster`` (the stage opens the one ``featurize.backend: dask`` names: cluster.py), with the
+    same results.
+
+    What this process holds grows with the rows only by the labels and the matrices' row lengths
+    (at most 16 bytes a row: 160 MB for 10M reviews); a chunk's block goes from the worker that
+    computed it to a scratch file (workers on this machine write it themselves; a remote Dask
+    worker sends it, and it is written at once).
     """
     import tempfile
 
-    from sentiment_pipeline.core.files import iter_csv
-    from sentiment_pipeline.pipeline.streaming import CsrNpzWriter, LabelCodes, parallel_map
+    from sentiment_pipeline.pipeline.streaming import CsrNpzWriter, LabelCodes, csv_chunks, parallel_map
 
     codes = LabelCodes()
     chunk_rows = config.chunk_rows
@@ -282,24 +319,27 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
 
     def texts(path: Path, labels: list[np.ndarray] | None = None) -> Iterator[list[str]]:
         """The texts of a split chunk by chunk; each chunk's label codes go to ``labels``."""
-        for chunk in iter_csv(path, chunk_rows):
+        for chunk in csv_chunks(path, chunk_rows):
             if labels is not None:
                 labels.append(codes.encode(chunk["label"]))
             yield chunk["text"].tolist()
+
+    def each(function, arguments, constants: tuple, what: str):
+        return parallel_map(function, arguments, config.n_jobs, cluster=cluster, constants=constants, what=what)
 
     # Pass one over the training texts: each part's statistics (and the labels, once).
     train_codes: list[np.ndarray] = []
     statistics: dict = {}
     for number, (name, analyzer) in enumerate(analyzer_params(config).items()):
-        chunks = texts(train_file, train_codes if number == 0 else None)
+        chunks = ((t,) for t in texts(train_file, train_codes if number == 0 else None))
         if config.vectorizer == "hashing":
             hasher = _hashing_part(config, analyzer).named_steps["hash"]
-            counted = parallel_map(_chunk_hashed_document_frequency, ((t, hasher) for t in chunks), config.n_jobs)
+            counted = each(_chunk_hashed_document_frequency, chunks, (hasher,), f"featurize ({name} df) chunk")
             statistics[name] = sum(tqdm(counted, desc=f"featurize: {name} df", unit="chunk", leave=False,
                                         disable=None))
         else:
             vocabulary = statistics[name] = _Vocabulary()
-            counted = parallel_map(_chunk_term_counts, ((t, analyzer) for t in chunks), config.n_jobs)
+            counted = each(_chunk_term_counts, chunks, (analyzer,), f"featurize ({name} vocabulary) chunk")
             for terms, df, tf in tqdm(counted, desc=f"featurize: {name} vocabulary", unit="chunk",
                                       leave=False, disable=None):
                 vocabulary.add(terms, df, tf)
@@ -312,14 +352,20 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     # Pass two: both splits through the fitted vectorizer, straight into the .npz files.
     scratch = Path(scratch or Path(features_dir).parent)  # not /tmp, which may be RAM-backed
     scratch.mkdir(parents=True, exist_ok=True)
+    # Workers that see this machine's disk write their blocks into the scratch directory; a remote
+    # Dask worker's block comes back through the cluster's network (see csr_part).
+    local_disk = cluster is None or cluster.started_here
     with atomic_path(features_dir) as staged, tempfile.TemporaryDirectory(prefix=".featurize-", dir=scratch) as tmp:
         staged.mkdir()
         test_codes: list[np.ndarray] = []
         for split, path, labels in (("train", train_file, None), ("test", test_file, test_codes)):
             writer = CsrNpzWriter(n_features, Path(tmp))
-            blocks = parallel_map(_chunk_features, ((t, vectorizer) for t in texts(path, labels)), config.n_jobs)
-            for block in tqdm(blocks, desc=f"featurize: {split}", unit="chunk", leave=False, disable=None):
-                writer.append(block)
+            # absolute: a reused worker process may have started in another directory
+            arguments = ((t, str(Path(tmp).resolve() / f"{split}-{i:08d}") if local_disk else None)
+                         for i, t in enumerate(texts(path, labels)))
+            parts = each(_chunk_features, arguments, (vectorizer, n_features), f"featurize ({split} split) chunk")
+            for part in tqdm(parts, desc=f"featurize: {split}", unit="chunk", leave=False, disable=None):
+                writer.add(part)
             writer.write(staged / f"X_{split}.npz")
         unknown = sorted(set(codes.sorted_labels()) - set(classes))
         if unknown:

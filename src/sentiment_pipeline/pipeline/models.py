@@ -148,14 +148,25 @@ def _linear_svm(seed: int) -> ClassifierMixin:
     return CalibratedLinearSVC(random_state=seed)
 
 
+def _sgd(seed: int) -> ClassifierMixin:
+    from sentiment_pipeline.pipeline.incremental import IncrementalSGDClassifier
+
+    return IncrementalSGDClassifier(random_state=seed)
+
+
 FAMILIES: dict[str, Callable[[int], ClassifierMixin]] = {
     "logreg": _logreg,
     "naive_bayes": _naive_bayes,
     "random_forest": _random_forest,
     "xgboost": _xgboost,
     "linear_svm": _linear_svm,
+    "sgd": _sgd,
 }
 assert FAMILIES.keys() == FAMILY_GRIDS.keys()
+# Families that learn block by block, so train.chunk_rows can stream their training matrix. Their
+# pipelines keep every column (no chi-squared filter: it needs the whole matrix), and their fits
+# take the rows' positions (``clf__row_ids``) so that a fold's fit is the streamed one.
+STREAMING_FAMILIES = frozenset({"sgd"})
 
 
 def build_classifier(family: str, seed: int) -> ClassifierMixin:
@@ -185,7 +196,7 @@ def build_pipeline(family: str, resampling: ResamplingConfig, seed: int, memory=
         sampler = "passthrough"
     return pipeline_class(
         [
-            ("select", SelectKBest(chi2, k="all")),
+            ("select", "passthrough" if family in STREAMING_FAMILIES else SelectKBest(chi2, k="all")),
             ("resample", sampler),
             ("clf", build_classifier(family, seed)),
         ],

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,9 @@ from tqdm import tqdm
 from sentiment_pipeline.core.config import PreprocessConfig
 from sentiment_pipeline.core.errors import DataError
 from sentiment_pipeline.pipeline.text import TextNormalizer, build_stopwords
+
+if TYPE_CHECKING:
+    from sentiment_pipeline.pipeline.streaming import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -210,39 +215,55 @@ def preprocess(raw: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
 
 
 # ------------------------------------------------------------------ streaming (chunk_rows)
+def _counts_in_order(values: pd.Series) -> list[tuple[str, int]]:
+    """(value, rows) for each distinct value, in order of first appearance."""
+    codes, uniques = pd.factorize(values, sort=False)
+    return list(zip(map(str, uniques), np.bincount(codes, minlength=len(uniques)).tolist(), strict=True))
+
+
 def _clean_chunk(raw: pd.DataFrame, normalizer: TextNormalizer, seed: int) -> dict:
-    """One chunk's share of pass one (runs in a worker process)."""
+    """One chunk's share of pass one (runs in a worker process, or on a Dask worker)."""
     from sentiment_pipeline.pipeline.streaming import text_keys
 
     cleaned = clean_texts(raw["text"], normalizer)
     empty = (cleaned == "").to_numpy()
     frame = pd.DataFrame({"text": cleaned, "label": raw["label"], "raw": raw["text"],
                           **({SOURCE_COLUMN: raw[SOURCE_COLUMN]} if SOURCE_COLUMN in raw.columns else {})})[~empty]
-    return {"frame": frame, "rows": len(raw), "empty": int(empty.sum()), "raw_labels": raw["label"],
-            "raw_sources": raw.get(SOURCE_COLUMN),
+    return {"frame": frame, "rows": len(raw), "empty": int(empty.sum()),
+            # the raw rows are only counted: per label (and source), not a code per row
+            "raw_labels": _counts_in_order(raw["label"]),
+            "raw_sources": _counts_in_order(raw[SOURCE_COLUMN]) if SOURCE_COLUMN in raw.columns else None,
             "raw_keys": text_keys(frame["raw"]), "text_keys": text_keys(frame["text"].map(normalizer.words_of)),
             "units": split_units(frame["raw"], seed),
-            "chars": frame["text"].str.len().to_numpy(np.int64),
-            "words": (frame["text"].str.count(" ") + 1).to_numpy(np.int64)}
+            "chars": frame["text"].str.len().to_numpy(np.int32),
+            "words": (frame["text"].str.count(" ") + 1).to_numpy(np.int32)}
 
 
 def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path, test_file: Path,
-                      scratch: Path | None = None) -> tuple[dict, list[dict]]:
+                      scratch: Path | None = None, cluster: Cluster | None = None) -> tuple[dict, list[dict]]:
     """:func:`preprocess` for a raw file larger than memory, in chunks of ``preprocess.chunk_rows``:
     the same train/test files (same rows, same order) and the same report.
 
-    Pass one cleans chunks in parallel (``preprocess.n_jobs`` processes), spools the cleaned rows
-    to disk and keeps per row a 128-bit key of its raw and of its cleaned text, its label code,
-    its split unit (see :func:`split_units`) and lengths. Deduplication and the hash split then
-    run on those arrays; pass two routes the spooled rows to their place in train or test (see
-    ``streaming.OrderedCsvWriter``).
+    Pass one cleans chunks in parallel (``preprocess.n_jobs`` processes, or on ``cluster``: the
+    stage opens the one ``preprocess.backend: dask`` names, see cluster.py), spools the cleaned
+    rows to disk and keeps per row a 128-bit key of its raw and of its cleaned text, its label
+    code, its split unit (see :func:`split_units`) and lengths. Deduplication and the hash split
+    then run on those arrays in this process, exactly; pass two routes the spooled rows to their
+    place in train or test (see ``streaming.OrderedCsvWriter``). Both files appear together at
+    the end, or neither.
+
+    Memory: what grows with the rows is 52 bytes a spooled row (keys 2 x 16, unit 8, label 4,
+    lengths 2 x 4; 4 more with a source column), 500 MB at 10M rows, and deduplicating and
+    splitting them peaks at 87 bytes a row (measured on 10M rows: 834 MB, 16 s; it was 64 and 117
+    before the raw rows' labels were counted instead of coded, the lengths kept as int32 and the
+    raw keys let go once the raw duplicates are known). Everything else is per chunk.
     """
-    from sentiment_pipeline.core.files import iter_csv
     from sentiment_pipeline.pipeline.streaming import (
         ArrowSpool,
         LabelCodes,
         OrderedCsvWriter,
         counts_by_label,
+        csv_chunks,
         first_occurrence,
         groups_varying,
         groups_with_several_labels,
@@ -260,48 +281,60 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".preprocess-", dir=scratch) as tmp:
         spool = ArrowSpool(columns, Path(tmp))
-        codes, raw_codes = LabelCodes(), []
-        source_codes, raw_source_codes = LabelCodes(), []  # sources in order of appearance
+        codes = LabelCodes()
+        source_codes = LabelCodes()  # sources in order of appearance: data/raw's, precedence order
+        raw_counts: dict[str, int] = {}
+        raw_source_counts: dict[str, int] = {}
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw_keys", "text_keys", "units", "chars", "words",
                                                              "labels", *(["sources"] if provenance else []))}
         rows_in = empty = 0
-        chunks = parallel_map(_clean_chunk, ((raw, normalizer, config.seed) for raw in iter_csv(raw_file, chunk_rows)),
-                              config.n_jobs)
+        chunks = parallel_map(_clean_chunk, ((raw,) for raw in csv_chunks(raw_file, chunk_rows)), config.n_jobs,
+                              cluster=cluster, constants=(normalizer, config.seed), what="preprocess chunk")
         with tqdm(desc="preprocess: clean", unit="row", leave=False, disable=None) as bar:
             for part in chunks:
                 spool.append(part["frame"])
-                raw_codes.append(codes.encode(part["raw_labels"]))
+                for label, n in part["raw_labels"]:
+                    codes.index.setdefault(label, len(codes.index))  # as encode registers them
+                    raw_counts[label] = raw_counts.get(label, 0) + n
                 parts["labels"].append(codes.encode(part["frame"]["label"]))
                 if provenance:
-                    raw_source_codes.append(source_codes.encode(part["raw_sources"]))
+                    for name, n in part["raw_sources"]:
+                        source_codes.index.setdefault(name, len(source_codes.index))
+                        raw_source_counts[name] = raw_source_counts.get(name, 0) + n
                     parts["sources"].append(source_codes.encode(part["frame"][SOURCE_COLUMN]))
                 for key in ("raw_keys", "text_keys", "units", "chars", "words"):
                     parts[key].append(part[key])
                 rows_in, empty = rows_in + part["rows"], empty + part["empty"]
                 bar.update(part["rows"])
-        # one list at a time, so the per-chunk pieces and the whole array coexist only briefly
-        arrays = {k: np.concatenate(parts.pop(k)) if parts[k] else None for k in list(parts)}
-        if arrays["labels"] is None or not len(arrays["labels"]):
+                del part
+        if not parts["labels"] or not sum(map(len, parts["labels"])):
             raise DataError(f"no text is left after cleaning all {rows_in} rows; check "
                             "preprocess.cleaning and preprocess.stopwords")
-        # every chunk adds to every list: with labels there, no array is None
-        assert (arrays["raw_keys"] is not None and arrays["text_keys"] is not None and arrays["units"] is not None
-                and arrays["chars"] is not None and arrays["words"] is not None)
+
+        def whole(key: str) -> np.ndarray:
+            """One per-row array, its chunks let go as it is joined."""
+            return np.concatenate(parts.pop(key))
+
         labels = codes.sorted_labels()
-        label_codes = codes.to_sorted(arrays["labels"])
+        label_codes = codes.to_sorted(whole("labels"))
 
         # Deduplicate as ``deduplicate`` does: raw text first, then cleaned text.
-        unique_raw = np.flatnonzero(first_occurrence(arrays["raw_keys"]))
-        text_keys = arrays["text_keys"][unique_raw]
+        unique_raw = np.flatnonzero(first_occurrence(whole("raw_keys")))
+        all_text_keys = whole("text_keys")
+        text_keys = all_text_keys[unique_raw]
+        if not provenance:
+            del all_text_keys  # only the sources' report needs every row's key
         conflicts = groups_with_several_labels(text_keys, label_codes[unique_raw])
         kept = unique_raw[first_occurrence(text_keys)]
+        del text_keys
         dup_counts = {"exact_duplicates": len(label_codes) - len(unique_raw),
                       "normalised_duplicates": len(unique_raw) - len(kept),
                       "duplicate_groups_with_conflicting_labels": conflicts}
+        del unique_raw
         kept_labels = label_codes[kept]
         deduplicated = counts_by_label(kept_labels, labels)
         check_splittable(pd.Series(deduplicated))
-        on_test = in_test_split(arrays["units"][kept], kept_labels, config.test_size)
+        on_test = in_test_split(whole("units")[kept], kept_labels, config.test_size)
         train_rows, test_rows = np.flatnonzero(~on_test), np.flatnonzero(on_test)
 
         # Where every spooled row goes: side (-1 dropped, 0 train, 1 test) and position there.
@@ -318,28 +351,38 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
                 on_side = side[span] == code
                 writer.add(frame[on_side], position[span][on_side])
             offset += len(frame)
-        writers[0].write(train_file)
-        writers[1].write(test_file)
+        del side, position
+        # both files staged beside their targets, then renamed together: neither is left alone
+        targets = [Path(train_file), Path(test_file)]
+        staged = [target.with_name(f".{target.name}.{os.getpid()}.staged") for target in targets]
+        try:
+            for writer, path in zip(writers, staged, strict=True):
+                writer.write(path)
+            for path, target in zip(staged, targets, strict=True):
+                os.replace(path, target)
+        finally:
+            for path in staged:
+                path.unlink(missing_ok=True)
 
-    class_counts = {"raw": counts_by_label(codes.to_sorted(np.concatenate(raw_codes)), labels),
+    class_counts = {"raw": {label: raw_counts[label] for label in labels if raw_counts.get(label)},
                     "deduplicated": deduplicated,
                     "train": counts_by_label(kept_labels[train_rows], labels),
                     "test": counts_by_label(kept_labels[test_rows], labels)}
-    text_length = percentiles_of({"chars": pd.Series(arrays["chars"][kept]),
-                                  "words": pd.Series(arrays["words"][kept])})
+    text_length = percentiles_of({"chars": pd.Series(whole("chars")[kept]),
+                                  "words": pd.Series(whole("words")[kept])})
     report = build_report(rows_in, empty, dup_counts, len(kept), class_counts, text_length, stopwords)
     if provenance:
         # LabelCodes keeps the order sources were met in: data/raw's, i.e. precedence order
-        names, spooled = list(source_codes.index), arrays["sources"]
-        assert spooled is not None  # every chunk of a file with a source column adds to it
+        names, spooled = list(source_codes.index), whole("sources")
 
         def per_source(codes_: np.ndarray) -> np.ndarray:
             return np.bincount(codes_, minlength=len(names))
 
         report.update(sources_report(names, {
-            "rows_in": per_source(np.concatenate(raw_source_codes)), "rows_out": per_source(spooled[kept]),
+            "rows_in": np.array([raw_source_counts.get(name, 0) for name in names]),
+            "rows_out": per_source(spooled[kept]),
             "train_rows": per_source(spooled[kept][train_rows]), "test_rows": per_source(spooled[kept][test_rows])},
-            groups_varying(arrays["text_keys"], label_codes, spooled)))
+            groups_varying(all_text_keys, label_codes, spooled)))
     log.info("%d rows in, %d kept (%s dropped), train %d / test %d", rows_in, len(kept),
              report["dropped"], len(train_rows), len(test_rows))
     return report, distribution_rows(class_counts)

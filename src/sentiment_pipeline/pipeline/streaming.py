@@ -12,18 +12,38 @@ lengths); texts pass through in chunks. They write the same files as the in-memo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import uuid
 import zipfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
+from sentiment_pipeline.core.errors import PipelineError
 from sentiment_pipeline.core.files import CSV_OPTIONS, atomic_path, npz_member
+
+
+class Cluster(Protocol):
+    """What :func:`parallel_map` needs of ``cluster.DaskCluster`` (not imported here: the modules
+    that import this one, and so the stages that list it in dvc.yaml, need no Dask)."""
+
+    @property
+    def client(self) -> Any: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def started_here(self) -> bool: ...
+
 
 # Two independent 16-byte SipHash keys: a 128-bit key makes an accidental collision among 10^9
 # rows about 10^-21 likely (a single 64-bit hash: 3% at 10^9 rows, 3e-6 at 10^7).
@@ -104,33 +124,148 @@ class LabelCodes:
         return remap[codes]
 
 
-def parallel_map(function: Callable, arguments: Iterable[tuple], n_jobs: int) -> Iterator:
-    """``function(*args)`` for each tuple, results in order, computed by ``n_jobs`` worker
-    processes with at most two tasks per worker in flight. joblib's generator output keeps
-    dispatching (and reading input) ahead of a slow consumer, so memory would not stay bounded;
-    here a sliding window on loky's reusable executor (the one joblib runs on) keeps the
-    workers busy while the caller writes results."""
-    from collections import deque
+class WorkerLost(PipelineError):
+    """A process computing chunks died (killed, e.g. for lack of memory) or its cluster went away:
+    the stage stops with one line and writes nothing."""
 
+
+def parallel_map(function: Callable, arguments: Iterable[tuple], n_jobs: int, *, cluster: Cluster | None = None,
+                 constants: tuple = (), what: str = "chunk") -> Iterator:
+    """``function(*args, *constants)`` for each tuple of ``arguments``, results in order, with at
+    most two tasks per worker in flight, so that memory stays bounded whatever the input's size
+    (joblib's generator output keeps dispatching, and reading input, ahead of a slow consumer).
+
+    Without ``cluster``: ``n_jobs`` worker processes of this machine (loky's reusable executor, the
+    one joblib runs on). A finished result is sent to this process at once, so a window of 2 x
+    workers results can be here together: a chunk's result should be small (the features write
+    their blocks to scratch files instead; see :class:`CsrPart`). With ``cluster``: the Dask
+    cluster's worker threads; ``constants`` go to every worker once (scattered), results stay on
+    the workers until taken, in order. The same functions run either way, so the results are the
+    same. ``what`` names a task in messages (``preprocess chunk``: "... preprocess chunk 3 ...")."""
+    if cluster is not None:
+        yield from _dask_map(function, arguments, cluster, constants, what)
+        return
     from joblib import effective_n_jobs
     from joblib.externals.loky import get_reusable_executor
 
     workers = effective_n_jobs(n_jobs)
     if workers == 1:
-        yield from (function(*args) for args in arguments)
+        yield from (function(*args, *constants) for args in arguments)
         return
     executor = get_reusable_executor(max_workers=workers)
-    pending: deque = deque()
+    pending: deque[tuple[int, Any]] = deque()
     try:
-        for args in arguments:
-            pending.append(executor.submit(function, *args))
+        for number, args in enumerate(arguments, start=1):
+            pending.append((number, executor.submit(function, *args, *constants)))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+                yield _local_result(pending.popleft(), what)
         while pending:
-            yield pending.popleft().result()
+            yield _local_result(pending.popleft(), what)
     finally:
-        for future in pending:
+        for _, future in pending:
             future.cancel()
+
+
+def _local_result(task: tuple[int, Any], what: str):
+    from concurrent.futures.process import BrokenProcessPool
+
+    number, future = task
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:  # loky's TerminatedWorkerError is one: a worker died
+        codes = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
+        raise WorkerLost(f"a worker process died{f' (exit code {codes.group(1)})' if codes else ''}, e.g. killed "
+                         f"for lack of memory, with {what} {number} not done; nothing was written") from None
+
+
+# How often a wait for a Dask result checks that the cluster still has workers, and how long it
+# may have none: a LocalCluster's nanny restarts a killed worker in ~2 s, a cluster's autoscaler
+# may take a minute or two to add one; after that, the stage stops instead of hanging.
+_DASK_POLL_SECONDS = 5.0
+DASK_NO_WORKERS_SECONDS = 300.0
+
+
+class _Sealed:
+    """Arguments handed to Dask as one object: a list or dict would be searched item by item for
+    futures (a chunk's 100,000 texts), or scattered as one future per item."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: tuple) -> None:
+        self.values = values
+
+
+def _call_sealed(function: Callable, arguments: _Sealed, constants: _Sealed):
+    return function(*arguments.values, *constants.values)
+
+
+def _dask_map(function: Callable, arguments: Iterable[tuple], cluster: Cluster, constants: tuple,
+              what: str) -> Iterator:
+    client = cluster.client
+    # sent to every worker once (broadcast), under a random key (hash=False: no hashing of an
+    # idf_ of 2^20 floats); a worker started later fetches it from another
+    shared = client.scatter(_Sealed(constants), broadcast=True, hash=False)
+    window = 2 * max(1, sum(client.nthreads().values()))  # the threads at the start
+    pending: deque[tuple[int, Any]] = deque()
+    try:
+        for number, args in enumerate(arguments, start=1):
+            task = client.submit(_call_sealed, function, _Sealed(args), shared, pure=False,
+                                 key=f"{getattr(function, '__name__', 'task')}-{uuid.uuid4().hex}")
+            pending.append((number, task))
+            if len(pending) >= window:
+                yield _dask_result(cluster, pending.popleft(), what)
+        while pending:
+            yield _dask_result(cluster, pending.popleft(), what)
+    finally:
+        unfinished = [future for _, future in pending] + [shared]
+        if client.status == "running":
+            client.cancel(unfinished)
+
+
+def _dask_result(cluster: Cluster, task: tuple[int, Any], what: str):
+    """The future's result; a lost worker or cluster as :class:`WorkerLost` (one line)."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+
+    number, future = task
+    without_workers = 0.0
+    where = f"the Dask cluster at {cluster.address}"
+    while True:
+        try:
+            return future.result(timeout=_DASK_POLL_SECONDS)
+        except TimeoutError:
+            if future.status == "error":  # the task's own TimeoutError, not the poll's
+                raise
+            try:
+                has_workers = bool(cluster.client.nthreads())
+            except OSError as exc:  # the scheduler itself is gone
+                raise WorkerLost(f"{what} {number}: lost {where} ({str(exc).splitlines()[0]}); nothing was written") from None
+            without_workers = 0.0 if has_workers else without_workers + _DASK_POLL_SECONDS
+            if without_workers >= DASK_NO_WORKERS_SECONDS:
+                raise WorkerLost(f"{what} {number}: {where} has had no workers for {DASK_NO_WORKERS_SECONDS:.0f} s; "
+                                 "nothing was written") from None
+        except KilledWorker as exc:
+            raise WorkerLost(f"{what} {number}: {exc.allowed_failures + 1} worker(s) of {where} died computing it "
+                             "(killed, e.g. for lack of memory; Dask retries a lost worker's task on another up "
+                             "to distributed.scheduler.allowed-failures times); nothing was written") from None
+        except CancelledError as exc:  # the scheduler dropped it: restarted, or the connection lost
+            raise WorkerLost(f"{what} {number}: cancelled by {where} ({exc}); nothing was written") from None
+        except ModuleNotFoundError as exc:  # raised on a worker: the package is not installed there
+            raise WorkerLost(f"{what} {number}: the workers of {where} cannot import {exc.name!r}: install "
+                             "sentiment-pipeline (and its kernels' environment, docs/scaling.md) on them") from None
+
+
+def csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """``files.iter_csv``, with a malformed line as one line naming the file and the line."""
+    from sentiment_pipeline.core.errors import DataError
+    from sentiment_pipeline.core.files import iter_csv
+
+    try:
+        yield from iter_csv(path, chunk_rows)
+    except pd.errors.ParserError as exc:  # "Error tokenizing data. C error: Expected 3 fields in line 58, saw 4"
+        reason = str(exc).strip().splitlines()[0].removeprefix("Error tokenizing data. C error: ")
+        raise DataError(f"{path}: not a well-formed CSV file: {reason}") from None
 
 
 def counts_by_label(codes: np.ndarray, labels: list[str]) -> dict[str, int]:
@@ -258,49 +393,108 @@ class ArrowSpool:
 
 
 # ------------------------------------------------------------------ sparse output
+@dataclass
+class CsrPart:
+    """Consecutive rows of a CSR matrix, as :class:`CsrNpzWriter` takes them: each row's non-zero
+    count, and the values and column indices either as arrays (a list of pieces each) or in the
+    two files ``<stem>.data`` and ``<stem>.indices`` that a worker process of this machine wrote."""
+
+    n_columns: int
+    row_nnz: np.ndarray  # int32, one a row
+    data_dtype: str
+    data: list[np.ndarray] | None = None
+    indices: list[np.ndarray] | None = None
+    stem: str | None = None
+
+
+def csr_part(blocks: Iterable[sp.csr_matrix], n_columns: int, stem: str | None = None) -> CsrPart:
+    """Row blocks (e.g. a chunk's, transformed a piece at a time) as one :class:`CsrPart`: their
+    values and indices appended to ``stem``'s two files when given (a worker on the writer's
+    machine: only 4 bytes a row go back to the writer, where the arrays through a pipe would be
+    ~3.3 KB a row with char n-grams, pickled on one side and unpickled on the other), else kept
+    as arrays, piece by piece (a Dask worker, whose disk the writer may not see: no copy joins them)."""
+    row_nnz: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    columns: list[np.ndarray] = []
+    dtype: np.dtype | None = None
+    with ExitStack() as stack:
+        files = None if stem is None else [stack.enter_context(open(f"{stem}.{n}", "wb")) for n in ("data", "indices")]
+        for block in blocks:
+            block = sp.csr_matrix(block)
+            if block.shape[1] != n_columns:
+                raise ValueError(f"block has {block.shape[1]} columns, the matrix {n_columns}")
+            if dtype is None:  # (a dtype is falsy: len() of a non-structured dtype is 0)
+                dtype = block.data.dtype
+            data = np.ascontiguousarray(block.data, dtype=dtype)
+            indices = np.ascontiguousarray(block.indices, dtype=np.int32)
+            row_nnz.append(np.diff(block.indptr).astype(np.int32))
+            if files is None:
+                values.append(data)
+                columns.append(indices)
+            else:
+                data.tofile(files[0])
+                indices.tofile(files[1])
+    dtype = np.dtype(np.float64) if dtype is None else dtype
+    lengths = np.concatenate(row_nnz) if row_nnz else np.zeros(0, np.int32)
+    if stem is not None:
+        return CsrPart(n_columns, lengths, dtype.str, stem=stem)
+    return CsrPart(n_columns, lengths, dtype.str, data=values, indices=columns)
+
+
 class CsrNpzWriter:
-    """A CSR matrix written row block by row block into an ``.npz`` that ``scipy.sparse.load_npz``
-    reads (the members ``save_npz`` writes, stored as FeatureSet.save stores them); peak memory is
-    one block."""
+    """A CSR matrix written part by part into an ``.npz`` that ``scipy.sparse.load_npz`` reads (the
+    members ``save_npz`` writes, stored as FeatureSet.save stores them). Each part's values and
+    indices wait in scratch files; this process keeps 4 bytes a row (the row lengths: 40 MB for 10M
+    rows) and, while writing, one 32 MB block of a member at a time."""
 
     def __init__(self, n_columns: int, scratch: Path) -> None:
         self.n_columns = n_columns
         self.directory = Path(tempfile.mkdtemp(prefix="csr-", dir=scratch))
-        self._data = open(self.directory / "data.bin", "wb")
-        self._indices = open(self.directory / "indices.bin", "wb")
+        self._files: list[tuple[Path, Path]] = []
         self._row_nnz: list[np.ndarray] = []
         self.rows = self.nnz = 0
         self.data_dtype: np.dtype | None = None
 
     def append(self, block: sp.csr_matrix) -> None:
-        block = sp.csr_matrix(block)
-        if block.shape[1] != self.n_columns:
-            raise ValueError(f"block has {block.shape[1]} columns, the matrix {self.n_columns}")
+        """Rows computed in this process."""
+        self.add(csr_part([block], self.n_columns))
+
+    def add(self, part: CsrPart) -> None:
+        """The next rows, from :func:`csr_part`; a part's files become the writer's (moved)."""
+        if part.n_columns != self.n_columns:
+            raise ValueError(f"block has {part.n_columns} columns, the matrix {self.n_columns}")
+        dtype = np.dtype(part.data_dtype)
         if self.data_dtype is None:
-            self.data_dtype = block.data.dtype
-        self._data.write(np.ascontiguousarray(block.data, dtype=self.data_dtype).tobytes())
-        self._indices.write(np.ascontiguousarray(block.indices, dtype=np.int32).tobytes())
-        self._row_nnz.append(np.diff(block.indptr).astype(np.int64))
-        self.rows += block.shape[0]
-        self.nnz += block.nnz
+            self.data_dtype = dtype
+        elif dtype != self.data_dtype:
+            raise ValueError(f"a part of dtype {dtype} after parts of {self.data_dtype}")
+        stem = self.directory / f"{len(self._files):08d}"
+        paths = (stem.with_suffix(".data"), stem.with_suffix(".indices"))
+        if part.stem is not None:
+            for kind, path in zip(("data", "indices"), paths, strict=True):
+                shutil.move(f"{part.stem}.{kind}", path)
+        else:
+            assert part.data is not None and part.indices is not None  # csr_part gives arrays or files
+            with open(paths[0], "wb") as data, open(paths[1], "wb") as indices:
+                for values, columns in zip(part.data, part.indices, strict=True):
+                    values.astype(dtype, copy=False).tofile(data)
+                    columns.astype(np.int32, copy=False).tofile(indices)
+        self._files.append(paths)
+        self._row_nnz.append(part.row_nnz.astype(np.int32, copy=False))
+        self.rows += len(part.row_nnz)
+        self.nnz += int(part.row_nnz.sum(dtype=np.int64))
 
     def write(self, target: Path) -> tuple[int, int]:
         """Write the ``.npz`` (not atomic by itself: ``target`` is inside a staged directory)."""
         try:
-            self._data.close()
-            self._indices.close()
-            indptr = np.zeros(self.rows + 1, dtype=np.int64)
-            if self._row_nnz:
-                np.cumsum(np.concatenate(self._row_nnz), out=indptr[1:])
-            index_dtype = np.int32 if self.nnz <= np.iinfo(np.int32).max else np.int64
-            data_dtype = self.data_dtype or np.dtype(np.float64)
+            index_dtype = np.dtype(np.int32 if self.nnz <= np.iinfo(np.int32).max else np.int64)
+            data_dtype = np.dtype(np.float64) if self.data_dtype is None else self.data_dtype
             with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-                self._member(archive, "indices", self.directory / "indices.bin", np.int32, self.nnz,
-                             convert_to=index_dtype)
-                self._array(archive, "indptr", indptr.astype(index_dtype))
+                self._member(archive, "indices", [i for _, i in self._files], np.int32, self.nnz, index_dtype)
+                self._indptr(archive, index_dtype)
                 self._array(archive, "format", np.asarray(b"csr"))
                 self._array(archive, "shape", np.asarray((self.rows, self.n_columns)))
-                self._member(archive, "data", self.directory / "data.bin", data_dtype, self.nnz)
+                self._member(archive, "data", [d for d, _ in self._files], data_dtype, self.nnz, data_dtype)
             return self.rows, self.nnz
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -310,16 +504,33 @@ class CsrNpzWriter:
         with npz_member(archive, name, array.nbytes) as member:
             np.lib.format.write_array(member, array, allow_pickle=False)
 
+    def _indptr(self, archive: zipfile.ZipFile, dtype: np.dtype) -> None:
+        """The row pointers, summed part by part: the bytes ``_array`` writes for the whole array
+        (header version 1.0, as ``write_array`` picks for it)."""
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (self.rows + 1,)}
+        with npz_member(archive, "indptr", (self.rows + 1) * dtype.itemsize) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(np.zeros(1, dtype).tobytes())
+            offset = 0
+            for lengths in self._row_nnz:
+                ends = np.cumsum(lengths, dtype=np.int64)
+                ends += offset
+                member.write(ends.astype(dtype, copy=False).tobytes())
+                offset = int(ends[-1]) if len(ends) else offset
+
     @staticmethod
-    def _member(archive: zipfile.ZipFile, name: str, source: Path, dtype, count: int,
-                convert_to=None) -> None:
-        out_dtype = np.dtype(convert_to or dtype)
+    def _member(archive: zipfile.ZipFile, name: str, sources: list[Path], dtype, count: int, out_dtype) -> None:
+        """One array member from the parts' files in order; each file is deleted once copied."""
+        out_dtype = np.dtype(out_dtype)
         header = {"descr": np.lib.format.dtype_to_descr(out_dtype), "fortran_order": False, "shape": (count,)}
-        block = 1 << 22  # elements per copy
-        with npz_member(archive, name, count * out_dtype.itemsize) as member, open(source, "rb") as raw:
+        block = 1 << 22  # elements per copy: 32 MB of float64
+        with npz_member(archive, name, count * out_dtype.itemsize) as member:
             np.lib.format.write_array_header_2_0(member, header)
-            while True:
-                values = np.fromfile(raw, dtype=dtype, count=block)
-                if not len(values):
-                    break
-                member.write(values.astype(out_dtype, copy=False).tobytes())
+            for source in sources:
+                with open(source, "rb") as raw:
+                    while True:
+                        values = np.fromfile(raw, dtype=dtype, count=block)
+                        if not len(values):
+                            break
+                        member.write(values.astype(out_dtype, copy=False).tobytes())
+                source.unlink()

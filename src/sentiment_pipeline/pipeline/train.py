@@ -9,6 +9,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from sentiment_pipeline.core.config import ResamplingConfig, ResamplingStrategy, TrainConfig
 from sentiment_pipeline.core.errors import ConfigError, DataError
-from sentiment_pipeline.pipeline.models import LOCKED_FAMILIES, build_pipeline
+from sentiment_pipeline.pipeline.models import LOCKED_FAMILIES, STREAMING_FAMILIES, build_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ class _Search:
 
     family: str
     strategy: ResamplingStrategy
-    search: GridSearchCV
+    search: GridSearchCV | StreamedSearch
     fit_params: dict
     out_of_fold: _OutOfFold | None
     seconds: float = 0.0
@@ -320,7 +321,7 @@ class _Search:
 
 # Relative seconds per fit on this data (measured, class weights; SMOTE doubles them): the
 # longest searches start first so the cores finish together. Only the order depends on them.
-_FIT_COST = {"xgboost": 3.0, "logreg": 2.0, "random_forest": 2.0, "linear_svm": 1.5, "naive_bayes": 0.2}
+_FIT_COST = {"xgboost": 3.0, "logreg": 2.0, "random_forest": 2.0, "linear_svm": 1.5, "naive_bayes": 0.2, "sgd": 1.0}
 
 
 def grid_search(
@@ -357,10 +358,7 @@ def train_families(
     soon as its searches are done: the cores stay busy to the end, the liblinear lock that
     serialises the SVM's fits costs no idle core, and SMOTE's folds are shared through a
     :class:`FoldCache`. Scores and models do not depend on that schedule (tested)."""
-    for grid, strategies in grids.values():
-        for strategy in strategies or [resampling.strategy]:
-            _check_folds(y, config.cv_folds, ResamplingConfig(strategy=strategy, k_neighbors=resampling.k_neighbors))
-        _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
+    _check_grids(grids, y, config, resampling)
     on_dask = config.backend == "dask"
     folds = list(StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(X, y))
     fold_of = None if on_dask else {_fingerprint(X[valid]): k for k, (_, valid) in enumerate(folds)}
@@ -379,6 +377,11 @@ def train_families(
             if strategy == "class_weight":
                 # Every family accepts sample weights; GridSearchCV slices them per fold.
                 fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
+            if family in STREAMING_FAMILIES:
+                # the rows' positions, sliced per fold like the weights (and their number, passed
+                # as is): a fold's fit then blocks and orders its rows as the streamed fit does
+                fit_params["clf__row_ids"] = np.arange(len(y), dtype=np.int64)
+                fit_params["clf__total_rows"] = len(y)
             out_of_fold = None if fold_of is None else _OutOfFold(fold_of, folds, list(grid))  # None: on_dask
             search = GridSearchCV(
                 build_pipeline(family, strategy_config, config.seed, memory=memory),
@@ -407,6 +410,16 @@ def train_families(
     return results
 
 
+def _check_grids(grids: dict, y: np.ndarray, config: TrainConfig, resampling: ResamplingConfig) -> None:
+    for family, (grid, strategies) in grids.items():
+        for strategy in strategies or [resampling.strategy]:
+            if strategy == "smote" and family in STREAMING_FAMILIES:
+                raise ConfigError(f"train.families.{family}.resampling: SMOTE needs every row of a fold in memory, "
+                                  f"which the {family} family never holds; set it to [class_weight]")
+            _check_folds(y, config.cv_folds, ResamplingConfig(strategy=strategy, k_neighbors=resampling.k_neighbors))
+        _check_calibration_folds(y, config.cv_folds, grid.get("clf__calibration_folds", []))
+
+
 def _winner(searches: list[_Search]) -> _Search:
     """The strategy with the best mean CV score; ties: the one listed first."""
     best = max(range(len(searches)), key=lambda i: (searches[i].search.best_score_, -i))
@@ -416,6 +429,7 @@ def _winner(searches: list[_Search]) -> _Search:
 def _fit_search(job: _Search, X, y, progress: _Progress | None = None) -> _Search:
     if progress is not None and progress.cancelled.is_set():
         raise _Cancelled
+    assert isinstance(job.search, GridSearchCV)  # in memory: the streamed searches never come here
     started = time.perf_counter()
     job.search.fit(X, y, **job.fit_params)
     job.seconds = time.perf_counter() - started
@@ -539,3 +553,108 @@ def _timed_refit(estimator, params: dict, X, y, fit_params: dict):
     started = time.perf_counter()
     refitted = clone(estimator).set_params(**clone(params, safe=False)).fit(X, y, **fit_params)
     return refitted, time.perf_counter() - started
+
+
+# ----------------------------------------------------------------------------- streamed (train.chunk_rows)
+class StreamedSearch:
+    """What ``GridSearchCV(refit=False)`` holds after its fit (the attributes ``_cv_table``,
+    ``_result`` and ``_winner`` read), for a search whose fits were streamed: the same
+    ``cv_results_`` arithmetic (means, population standard deviations, ``min`` ranks) on the same
+    candidates in ``ParameterGrid`` order."""
+
+    def __init__(self, estimator, param_grid: dict[str, list], scores: np.ndarray, seconds: float) -> None:
+        from scipy.stats import rankdata
+
+        self.estimator, self.param_grid = estimator, param_grid
+        candidates = list(ParameterGrid(param_grid))
+        n_candidates, self.n_splits_ = scores.shape
+        results: dict = {f"param_{name}": [params[name] for params in candidates] for name in param_grid}
+        results["params"] = candidates
+        for i in range(self.n_splits_):
+            results[f"split{i}_test_score"] = scores[:, i]
+        means = np.average(scores, axis=1)
+        results["mean_test_score"] = means
+        results["std_test_score"] = np.sqrt(np.average((scores - means[:, np.newaxis]) ** 2, axis=1))
+        results["rank_test_score"] = rankdata(-means, method="min").astype(np.int32, copy=False)
+        # the fits shared their passes over the file: each one's share of the time
+        results["mean_fit_time"] = np.full(n_candidates, seconds / max(1, scores.size))
+        self.cv_results_ = results
+        self.best_index_ = int(results["rank_test_score"].argmin())
+        self.best_score_ = means[self.best_index_]
+        self.best_params_ = candidates[self.best_index_]
+
+
+def check_streamable(families) -> None:
+    """With ``train.chunk_rows`` set, every listed family must learn block by block."""
+    cannot = [family for family in families if family not in STREAMING_FAMILIES]
+    if cannot:
+        drop = " ".join(f"-S '~train.families.{family}'" for family in cannot)
+        raise ConfigError(f"train.chunk_rows streams the training matrix, which {', '.join(cannot)} cannot learn from "
+                          f"in blocks (only {', '.join(sorted(STREAMING_FAMILIES))} can): drop them ({drop}) or set "
+                          f"train.chunk_rows: null")
+
+
+def train_families_streamed(
+    grids: dict[str, tuple[dict[str, list], list[ResamplingStrategy] | None]],
+    x_file: Path,
+    y: np.ndarray,
+    config: TrainConfig,
+    resampling: ResamplingConfig,
+) -> dict[str, SearchResult]:
+    """:func:`train_families` for families that learn block by block, with ``X_train.npz`` read in
+    blocks and never whole (``train.chunk_rows``; see incremental.py): the same StratifiedKFold
+    folds, CV table, summary, out-of-fold probabilities and refitted model as the in-memory search,
+    bit for bit (tests/test_train_stream.py). Every candidate of every resampling strategy is
+    fitted on every fold in shared passes over the file (epochs passes, then one to calibrate and
+    score); the winner is then refitted on all rows (epochs passes, then one to calibrate it and
+    collect its folds' out-of-fold probabilities)."""
+    from sentiment_pipeline.pipeline import incremental
+
+    assert config.chunk_rows is not None
+    check_streamable(grids)
+    _check_grids(grids, y, config, resampling)
+    if config.backend == "dask":
+        log.warning("train.chunk_rows: the streamed fits run in this process; train.backend: dask does not apply")
+    n_folds = config.cv_folds
+    splits = StratifiedKFold(n_folds, shuffle=True, random_state=config.seed).split(np.zeros((len(y), 0)), y)
+    fold_of = incremental.fold_numbers(splits, len(y), n_folds)
+    balanced = incremental.balanced_class_weights(y)
+    results = {}
+    # one BLAS/OpenMP thread per fit, as in memory: the fits run in threads of their own
+    with incremental.CsrNpzReader(x_file) as reader, threadpool_limits(limits=1):
+        training = incremental.StreamedTraining(reader, y, fold_of, config.chunk_rows, effective_n_jobs(config.n_jobs))
+        try:
+            for family, (grid, strategies) in grids.items():
+                started = time.perf_counter()
+                templates, candidates = [], []
+                for strategy in strategies or [resampling.strategy]:
+                    template = build_pipeline(family, ResamplingConfig(strategy=strategy, k_neighbors=resampling.k_neighbors),
+                                              config.seed)
+                    weights = balanced if strategy == "class_weight" else None
+                    templates.append((strategy, template))
+                    candidates += [(clone(template).set_params(**params).named_steps["clf"], weights)
+                                   for params in ParameterGrid(grid)]
+                    log.info("%s (%s): %d candidates x %d folds, streamed", family, strategy,
+                             len(ParameterGrid(grid)), n_folds)
+                scores, fold_models = incremental.cross_validate(training, candidates, n_folds)
+                seconds = time.perf_counter() - started
+                per_strategy = len(ParameterGrid(grid))
+                searches = []
+                for i, (strategy, template) in enumerate(templates):
+                    part = scores[i * per_strategy:(i + 1) * per_strategy]
+                    search = StreamedSearch(template, grid, part, seconds * len(part) / len(scores))
+                    searches.append(_Search(family, strategy, search, {}, None, seconds * len(part) / len(scores)))
+                winner = _winner(searches)
+                best = searches.index(winner) * per_strategy + int(winner.search.best_index_)
+                best_folds, weights = fold_models[best], candidates[best][1]
+                del fold_models, candidates  # the other fold models' coefficients
+                started = time.perf_counter()
+                estimator = clone(winner.search.estimator).set_params(**clone(winner.search.best_params_, safe=False))
+                oof_proba = incremental.refit(training, estimator.named_steps["clf"], weights, best_folds)
+                estimator.set_params(memory=None)
+                results[family] = _result(family, grid, strategies, searches, estimator, time.perf_counter() - started,
+                                          oof_proba, y, config)
+                log.info("%s: %d passes over %s so far", family, training.passes, x_file)
+        finally:
+            training.close()
+    return results

@@ -1,0 +1,84 @@
+"""Streamed training (train.chunk_rows): the train stage reads X_train.npz in blocks and gives the
+in-memory search's CV table, summary, out-of-fold probabilities and model bytes for the sgd
+family; families that cannot learn block by block are named with how to drop them."""
+
+from __future__ import annotations
+
+import io
+
+import joblib
+import numpy as np
+import pytest
+import yaml
+
+from sentiment_pipeline.core.config import FeaturizeConfig, ResamplingConfig, TrainConfig
+from sentiment_pipeline.core.errors import ConfigError
+from sentiment_pipeline.pipeline.features import featurize
+from sentiment_pipeline.pipeline.train import grid_search, train_families_streamed
+
+TRAIN = TrainConfig(cv_folds=3, n_jobs=2)
+GRID = {"clf__alpha": [1e-4, 1e-3], "clf__epochs": [3], "clf__block_rows": [25], "clf__calibration_share": [0.3]}
+
+
+@pytest.fixture(scope="module")
+def features(separable_texts):
+    train = separable_texts.iloc[:90].sort_values("label", kind="stable")  # sorted by label, as the airline split
+    return featurize(train, separable_texts.iloc[90:], FeaturizeConfig(min_df=1))[1]
+
+
+def _bytes(model) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def test_the_streamed_search_is_the_in_memory_search(features, tmp_path):
+    from sentiment_pipeline.pipeline.features import save_csr
+
+    save_csr(tmp_path / "X_train.npz", features.X_train)
+    strategies = ["class_weight", "none"]
+    in_memory = grid_search("sgd", GRID, features.X_train, features.y_train, TRAIN, ResamplingConfig(), strategies)
+    streamed = train_families_streamed({"sgd": (GRID, strategies)}, tmp_path / "X_train.npz", features.y_train,
+                                       TRAIN.model_copy(update={"chunk_rows": 20}), ResamplingConfig())["sgd"]
+    assert streamed.cv_table.equals(in_memory.cv_table) and len(streamed.cv_table) == 4
+    assert streamed.summary == in_memory.summary
+    assert streamed.best_params == in_memory.best_params
+    assert np.array_equal(streamed.oof_proba, in_memory.oof_proba)
+    assert _bytes(streamed.best_estimator) == _bytes(in_memory.best_estimator)
+    assert set(streamed.timing) == set(in_memory.timing) and streamed.timing["fits"] == 4 * 3 + 1
+    assert streamed.summary["cv_f1_macro_mean"] > 0.6
+
+
+def test_the_stage_streams_with_chunk_rows_and_writes_the_same_files(features, tmp_path, monkeypatch):
+    from sentiment_pipeline.core import paths
+    from sentiment_pipeline.stages import train as stage
+
+    monkeypatch.chdir(tmp_path)
+    features.save(paths.FEATURES_DIR)
+    grid = {"alpha": [1e-4], "epochs": [2], "block_rows": [30], "calibration_share": [0.3],
+            "resampling": ["class_weight"]}
+    params = {"train": {"cv_folds": 3, "n_jobs": 2, "families": {"sgd": grid}}}
+    outputs = [paths.candidate_dir("sgd") / name for name in ("model.joblib", "cv_results.csv", "oof_proba.npy")]
+    outputs.append(paths.cv_summary("sgd"))
+    runs = []
+    for chunk_rows in (None, 16):
+        params["train"]["chunk_rows"] = chunk_rows
+        paths.PARAMS.write_text(yaml.safe_dump(params))
+        stage.run()
+        runs.append([path.read_bytes() for path in outputs])
+    assert runs[0] == runs[1]
+
+
+def test_families_that_cannot_stream_are_named_with_how_to_drop_them(features, tmp_path):
+    grids = {"logreg": ({"clf__C": [1.0]}, None), "sgd": (GRID, None), "naive_bayes": ({"clf__alpha": [1.0]}, None)}
+    with pytest.raises(ConfigError) as error:
+        train_families_streamed(grids, tmp_path / "absent.npz", features.y_train,
+                                TRAIN.model_copy(update={"chunk_rows": 20}), ResamplingConfig())
+    message = str(error.value)
+    assert "\n" not in message and "logreg, naive_bayes cannot learn from in blocks" in message
+    assert "-S '~train.families.logreg' -S '~train.families.naive_bayes'" in message
+
+
+def test_smote_from_the_featurize_default_is_refused_for_sgd(features):
+    with pytest.raises(ConfigError, match=r"train.families.sgd.resampling: SMOTE"):
+        grid_search("sgd", GRID, features.X_train, features.y_train, TRAIN, ResamplingConfig(strategy="smote"))
