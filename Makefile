@@ -56,9 +56,12 @@ pull: install  ## Pull outputs and the run-cache from the default DVC remote (th
 	$(BIN)/dvc pull --run-cache
 
 # Three runs: the fast tier on two xdist workers; the e2e tests that run pipelines, DVC, PostgreSQL
-# or files on two workers, a test file per worker (its module fixtures built once); then, alone,
-# the e2e tests that time servers under load or drive a browser (marker `serial`). In one process
-# the whole suite took 668 s on 2 cores; the e2e tier alone 595 s once it had grown.
+# or files on two workers, a test file per worker (its module fixtures built once), longest files
+# first (tests/conftest.py's E2E_FIRST; --no-loadscope-reorder keeps that order); then, alone,
+# the e2e tests that time servers under load or drive a browser (marker `serial`). The pipeline run
+# most e2e tests start from is made once for all three (tests/pipeline_cache.py: cached by content
+# under $TMPDIR). In one process the whole suite took 668 s on 2 cores; the e2e tier alone 595 s
+# once it had grown.
 test: install  ## Run the test suite: the fast tier, the e2e tier (dvc repro, PostgreSQL, S3, browser, servers under load)
 	$(BIN)/pytest -m "not e2e" -q -n 2
 	$(BIN)/pytest -m "e2e and not serial" -q -n 2 --dist loadfile --no-loadscope-reorder --durations=10

@@ -154,4 +154,9 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("e2e") and _module(item) in SERIAL_E2E_MODULES:
             item.add_marker(pytest.mark.serial)
     rank = {name: i - len(E2E_FIRST) for i, name in enumerate(E2E_FIRST)} | {name: i + 1 for i, name in enumerate(E2E_LAST)}
-    items.sort(key=lambda item: rank.get(_module(item), 0))  # stable: file order within each rank
+
+    def order(item: pytest.Item) -> int:
+        parallel_e2e = item.get_closest_marker("e2e") and not item.get_closest_marker("serial")
+        return rank.get(_module(item), 0) if parallel_e2e else 0
+
+    items.sort(key=order)  # stable: the fast tier's and the serial tier's order is the file order

@@ -67,7 +67,17 @@ def _locked_output(lock: dict, lock_file: Path, stage: str, path: str) -> dict:
 
 def _locked_preprocess(lock: dict, lock_file: Path) -> PreprocessConfig:
     params = lock.get("stages", {}).get(PREPROCESS_STAGE, {}).get("params", {})
-    section = next((values["preprocess"] for values in params.values() if "preprocess" in values), None)
+    section = None
+    for values in params.values():
+        if "preprocess" in values:  # the whole section, as dvc.yaml listed it before issue 33
+            section = values["preprocess"]
+            break
+        # its keys one by one (preprocess.cleaning, ...): dvc.yaml leaves out backend,
+        # scheduler_address and dask_workers, which do not change the outputs
+        keys = {key.removeprefix("preprocess."): value for key, value in values.items() if key.startswith("preprocess.")}
+        if keys:
+            section = keys
+            break
     if section is None:
         raise ModelIntegrityError(f"{lock_file}: stage '{PREPROCESS_STAGE}' records no "
                                   "'preprocess' params; run 'dvc repro'")
