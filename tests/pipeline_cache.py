@@ -1,8 +1,8 @@
 """One run of the real pipeline (``create_project`` then ``dvc repro``), made once and shared.
 
 It is where many e2e tests start: conftest's ``served_project`` in every pytest process (the
-xdist workers, and each of ``make test``'s three invocations), test_e2e, test_report and
-test_dvc_cache. ~18 s on 2 cores each time it was made again. It is made once per content of
+xdist workers, and each of ``make test``'s three invocations), test_e2e, test_e2e_rerun,
+test_report and test_dvc_cache. ~18 s on 2 cores each time it was made again. It is made once per content of
 what it is made of: the package, dvc.yaml, .gitignore, the fixture, the small params,
 pipeline_repo.py and this file, the interpreter, the installed distributions and the
 environment variables the stages read. The first process builds it under a file lock into a
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import platform
@@ -35,15 +36,15 @@ _ENV_PREFIXES = ("SENTIMENT_", "NLTK_", "OMP_", "OPENBLAS_", "MKL_", "NPY_", "GL
                  "DASK_", "LC_", "LANG")
 
 
-def _tree_files(root: Path, src: Path) -> dict[str, bytes]:
-    """The files of ``src`` (as create_project copies it, without __pycache__) by path under root."""
+def _tree_files(src: Path) -> dict[str, bytes]:
+    """The files under ``src`` (as create_project copies it: no __pycache__), by path from its parent."""
     return {path.relative_to(src.parent).as_posix(): path.read_bytes() for path in sorted(src.rglob("*"))
             if path.is_file() and "__pycache__" not in path.relative_to(src).parts}
 
 
 def _live_inputs() -> dict[str, bytes]:
     """What create_project would write now, by path in the project."""
-    return {**_tree_files(PROJECT_ROOT, PROJECT_ROOT / "src"),
+    return {**_tree_files(PROJECT_ROOT / "src"),
             "dvc.yaml": (PROJECT_ROOT / "dvc.yaml").read_bytes(),
             ".gitignore": (PROJECT_ROOT / ".gitignore").read_bytes(),
             "data/external/reviews.csv": (FIXTURES / "airline_sample.csv").read_bytes(),
@@ -53,12 +54,18 @@ def _live_inputs() -> dict[str, bytes]:
 def _project_inputs(root: Path) -> dict[str, bytes]:
     """What create_project wrote into ``root``, by path."""
     names = ("dvc.yaml", ".gitignore", "data/external/reviews.csv", "params.yaml")
-    return {**_tree_files(root, root / "src"), **{name: (root / name).read_bytes() for name in names}}
+    return {**_tree_files(root / "src"), **{name: (root / name).read_bytes() for name in names}}
+
+
+@functools.cache
+def _distributions() -> tuple[str, ...]:
+    """The installed distributions (~0.3 s to list: once a process)."""
+    from importlib.metadata import distributions
+
+    return tuple(sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()))
 
 
 def _key(inputs: dict[str, bytes]) -> str:
-    from importlib.metadata import distributions
-
     digest = hashlib.sha256()
 
     def add(*parts: str | bytes) -> None:
@@ -77,9 +84,9 @@ def _key(inputs: dict[str, bytes]) -> str:
     package = Path(sentiment_pipeline.__file__).resolve().parent
     add(str(package))
     if package != (PROJECT_ROOT / "src/sentiment_pipeline").resolve():
-        for name, data in sorted(_tree_files(package.parent, package).items()):
+        for name, data in sorted(_tree_files(package).items()):
             add(name, hashlib.sha256(data).digest())
-    add(*sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()))
+    add(*_distributions())
     add(*sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES) and k != CACHE_DIR_ENV))
     return digest.hexdigest()[:24]
 

@@ -12,7 +12,7 @@ import yaml
 
 from .conftest import FIXTURES, PROJECT_ROOT
 
-FAMILIES = ("linear_svm", "logreg", "naive_bayes", "random_forest", "xgboost")
+FAMILIES = ("linear_svm", "logreg", "naive_bayes", "random_forest", "sgd", "xgboost")
 METRIC_FILES = ["metrics/download.json", "metrics/data.json", "metrics/features.json", "metrics/selection.json",
                 "metrics/test.json", "metrics/ensemble.json", *(f"metrics/cv/{f}.json" for f in FAMILIES)]
 CLASSES = ("negative", "neutral", "positive")  # of the fixture
