@@ -84,7 +84,7 @@ def test_cleaning_comes_from_the_lock_not_from_todays_params(copy):
     predictor = Predictor.load(copy)
     # lower-cased, with the lexicon token of the locked cleaning (VADER reads the capitals)
     locked = yaml.safe_load((copy / "dvc.lock").read_text())["stages"]["preprocess"]["params"]["params.yaml"]
-    cleaning = locked["preprocess"]["cleaning"]
+    cleaning = locked["preprocess.cleaning"]  # dvc.yaml lists the section's keys one by one
     assert cleaning["lexicon"] == "vader"
     # VADER reads the text without the mention, as in training
     token = lexicon_token(vader_compound("Flight Delayed!!"), cleaning["lexicon_bins"])
