@@ -307,6 +307,11 @@ def render(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _at_size(configurations: list[tuple[str, int]], size: int, dask_max_rows: int) -> list[tuple[str, int]]:
+    """The configurations measured at ``size``: Dask's only up to ``dask_max_rows`` (0: always)."""
+    return [(b, w) for b, w in configurations if b == "local" or not dask_max_rows or size <= dask_max_rows]
+
+
 def _backends(backends: str, dask_workers: str) -> list[tuple[str, int]]:
     """(backend, workers) to measure: ("local", 0) and ("dask", n) for each of ``dask_workers``."""
     chosen = [b.strip() for b in backends.split(",") if b.strip()]
@@ -337,12 +342,13 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
         n_jobs: int = typer.Option(-1), seed: int = typer.Option(0),
         backends: str = typer.Option("local", help="where preprocess and featurize run: local and/or dask"),
         dask_workers: str = typer.Option("1,2", help="with dask: each LocalCluster size to measure"),
+        dask_max_rows: int = typer.Option(0, help="with dask: measure it only at sizes up to this (0: every size)"),
         fit_max_rows: int = typer.Option(1_000_000, help="LinearSVC fit on the largest size up to this"),
         output: Path = typer.Option(Path(tempfile.gettempdir()) / "stream-benchmark.json"),
         workdir: Path = typer.Option(None),
         results_dir: Path = typer.Option(common.RESULTS_DIR, help=common.RESULTS_DIR_HELP)) -> None:
     common.setup_logging("INFO", fmt="%(asctime)s %(message)s")
-    measured_at, params_md5 = common.utc_now(), common.params_md5(ROOT / "params.yaml")
+    measured_at, params_md5 = common.utc_now(), common.params_md5(ROOT / "params.yaml", "stream")
     counts = sorted(int(float(s)) for s in sizes.split(","))
     configurations = _backends(backends, dask_workers)
     env = common.subprocess_env(ROOT)
@@ -356,7 +362,7 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
         stream_params(ROOT / "params.yaml", step_dir, chunk_rows, n_jobs)
         rows.append(_measure("download", size, step_dir, env, "one process"))
         fingerprints: dict[str, dict[str, str]] = {}
-        for backend, workers in configurations:
+        for backend, workers in _at_size(configurations, size, dask_max_rows):
             where = _where(backend, workers, n_jobs)
             stream_params(ROOT / "params.yaml", step_dir, chunk_rows, n_jobs, workers if backend == "dask" else 0)
             for step in STEPS[1:]:
@@ -382,6 +388,8 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
     for backend, workers in configurations:
         where = _where(backend, workers, n_jobs)
         for size in counts:
+            if (backend, workers) not in _at_size(configurations, size, dask_max_rows):
+                continue
             mine = [r for r in rows if r["size"] == size and r["where"] in (where, "one process")]
             total = {"seconds": sum(r["seconds"] for r in mine), "peak_rss_mb": max(r["peak_rss_mb"] for r in mine)}
             total["us_per_row"] = total["seconds"] / size * 1e6

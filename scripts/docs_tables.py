@@ -305,12 +305,13 @@ def stage_diagram(root: Path) -> str:
 
 # --- benchmarks: benchmarks/results/*.json -----------------------------------------------------
 
-def params_md5(root: Path) -> str | None:
-    """The digest the benchmarks record (benchmarks/common.py: of the values, not the bytes)."""
+def params_md5(root: Path, benchmark: str | None = None) -> str | None:
+    """The digest the benchmarks record (benchmarks/common.py: of the values, not the bytes; for
+    some benchmarks of the sections they depend on)."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import params_md5 as digest
 
-    return digest(root / "params.yaml")
+    return digest(root / "params.yaml", benchmark)
 
 
 def _machine(value) -> str:
@@ -335,8 +336,12 @@ def benchmark_section(result: dict, current_md5: str | None, source: str) -> lis
     if recorded is None:
         lines += ["!!! warning \"Stale\"", f"    Stale: params not recorded — re-run `{command}`.", ""]
     elif recorded != current_md5:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.common import PARAM_SECTIONS
+
+        which = f"params.yaml ({', '.join(PARAM_SECTIONS[name])})" if name in PARAM_SECTIONS else "params.yaml"
         lines += ["!!! warning \"Stale\"",
-                  f"    Stale: measured under other params (params.yaml md5 `{recorded[:12]}`, today "
+                  f"    Stale: measured under other params ({which} md5 `{recorded[:12]}`, today "
                   f"`{(current_md5 or 'missing')[:12]}`) — re-run `{command}`.", ""]
     for t in result.get("tables", []):
         if t.get("title"):
@@ -354,7 +359,6 @@ def benchmark_tables(root: Path) -> str:
         lines += [f"No benchmark results are committed yet (`{BENCHMARK_RESULTS.as_posix()}/*.json`): "
                   "run the `make bench-*` targets."]
         return "\n".join(lines) + "\n"
-    current = params_md5(root)
     order = list(BENCHMARK_TITLES)  # the Makefile's order; other files after them, by name
     files.sort(key=lambda path: (order.index(path.stem) if path.stem in order else len(order), path.name))
     for path in files:
@@ -363,7 +367,8 @@ def benchmark_tables(root: Path) -> str:
         if not isinstance(result, dict) or not isinstance(result.get("tables"), list):
             raise SystemExit(f"error: {source}: not a benchmark result (an object with a 'tables' list; "
                              "see benchmarks/common.py)")
-        lines += benchmark_section(result, current, source)
+        name = result.get("benchmark") or path.stem
+        lines += benchmark_section(result, params_md5(root, name), source)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
