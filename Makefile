@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro push pull test test-fast lint report mermaid-cli bench bench-serve bench-monitor bench-dask bench-stream bench-datasets bench-inference docs docs-serve docs-screenshot clean
+.PHONY: help install stopwords repro push pull test test-fast lint report mermaid-cli bench bench-serve bench-monitor bench-dask bench-stream bench-stream-train bench-datasets bench-inference docs docs-serve docs-screenshot clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -111,6 +111,7 @@ bench: install  ## Time the pipeline against a naive grid search, preprocess/fea
 	$(MAKE) bench-monitor
 	$(MAKE) bench-dask
 	$(MAKE) bench-stream
+	$(MAKE) bench-stream-train
 
 # INFERENCE_BENCH_ARGS passes options through, e.g. "--runs 7 --previous-rev HEAD" (also times that revision's compiled.py).
 bench-inference: repro  ## One text, 8 and 64 through the served model: compiled path vs scikit-learn, interleaved
@@ -129,6 +130,10 @@ bench-dask: repro  ## Every family's grid search on local threads and on a 2-wor
 # STREAM_BENCH_ARGS passes options through, e.g. "--sizes 100000,1000000" (the default goes to 10M rows).
 bench-stream: install  ## download -> preprocess -> featurize streamed on 100K, 1M, 10M synthetic reviews: time/row, peak RSS
 	$(BIN)/python benchmarks/stream_bench.py $(STREAM_BENCH_ARGS)
+
+# STREAM_TRAIN_BENCH_ARGS passes options through, e.g. "--sizes 100000 --sgd-grid '{\"alpha\": [1e-5]}'".
+bench-stream-train: install  ## The sgd family trained streamed beside the in-memory calibrated SVM at 100K and 1M rows: macro-F1, time, peak RSS
+	$(BIN)/python benchmarks/stream_train_bench.py $(STREAM_TRAIN_BENCH_ARGS)
 
 bench-datasets: install  ## The pipeline on two more public sentiment datasets fetched with npm and pip
 	$(BIN)/python benchmarks/datasets.py $(DATASETS_ARGS)

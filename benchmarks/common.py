@@ -54,6 +54,7 @@ MAKE_TARGETS = {
     "monitor": ("bench-monitor", "MONITOR_SIM_ARGS"),
     "dask": ("bench-dask", "DASK_BENCH_ARGS"),
     "stream": ("bench-stream", "STREAM_BENCH_ARGS"),
+    "stream_train": ("bench-stream-train", "STREAM_TRAIN_BENCH_ARGS"),
     "datasets": ("bench-datasets", "DATASETS_ARGS"),
     "inference": ("bench-inference", "INFERENCE_BENCH_ARGS"),
 }

@@ -41,8 +41,6 @@ log = logging.getLogger("stream_train_bench")
 app = typer.Typer(add_completion=False)
 ROOT = common.ROOT
 NAME = "stream_train"
-# The make target and options variable of this benchmark, until benchmarks/common.py lists it.
-common.MAKE_TARGETS.setdefault(NAME, ("bench-stream-train", "STREAM_TRAIN_BENCH_ARGS"))
 FEATURES = Path("data/features")
 
 

@@ -322,7 +322,8 @@ def _machine(value) -> str:
 
 # Section titles of the known benchmarks (another name is its own title).
 BENCHMARK_TITLES = {"pipeline": "The pipeline", "serve": "Serving", "monitor": "Monitoring simulation",
-                    "dask": "Grid search on Dask", "stream": "Streaming data stages", "datasets": "Other datasets"}
+                    "dask": "Grid search on Dask", "stream": "Streaming data stages",
+                    "stream_train": "Streamed training", "datasets": "Other datasets"}
 
 
 def benchmark_section(result: dict, current_md5: str | None, source: str) -> list[str]:

@@ -183,3 +183,22 @@ def test_the_stage_diagram_is_dvc_yamls_graph_without_implied_edges():
     assert ("download", "preprocess") in edges and ("select", "evaluate") in edges
     assert ("preprocess", "evaluate") not in edges  # implied by preprocess -> ... -> evaluate
     assert {stage for edge in edges for stage in edge} == set(names)
+
+
+def test_the_stream_benchmark_goes_stale_with_its_own_sections_only(tmp_path):
+    """stream.json's md5 covers download/preprocess/featurize (common.PARAM_SECTIONS): a new
+    training family leaves its table current, a featurize change does not."""
+    root = tmp_path / "project"
+    (root / "benchmarks/results").mkdir(parents=True)
+    params = root / "params.yaml"
+    params.write_text("featurize: {max_features: 10}\ntrain: {seed: 1}\n", encoding="utf-8")
+    recorded = common.params_md5(params, "stream")
+    assert recorded != common.params_md5(params)
+    result = {**_benchmark(recorded), "benchmark": "stream", "command": "make bench-stream"}
+    (root / "benchmarks/results/stream.json").write_text(json.dumps(result), encoding="utf-8")
+
+    params.write_text("featurize: {max_features: 10}\ntrain: {seed: 2, families: {sgd: {}}}\n", encoding="utf-8")
+    assert "Stale" not in docs_tables.benchmark_tables(root)
+    params.write_text("featurize: {max_features: 20}\ntrain: {seed: 2}\n", encoding="utf-8")
+    text = docs_tables.benchmark_tables(root)
+    assert "params.yaml (download, preprocess, featurize) md5" in text and "re-run `make bench-stream`" in text
