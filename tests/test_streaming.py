@@ -139,6 +139,25 @@ def test_a_lost_worker_process_stops_the_map_with_one_line():
     assert list(parallel_map(operator.call, tasks[:5], 2)) == [0, 1, 2, 3, 4]  # the next map gets a new pool
 
 
+def test_a_map_closed_early_waits_for_its_running_tasks(tmp_path):
+    """featurize removes its scratch directory when a map stops early (closing the map): no task
+    may still be writing into it then. Tasks not started are dropped, the running ones ended."""
+    import operator
+    import subprocess
+    import time
+
+    from sentiment_pipeline.pipeline.streaming import parallel_map
+
+    tasks = [(subprocess.check_call, ["sh", "-c", f"sleep 0.6; touch {tmp_path}/{i}"]) for i in range(12)]
+    mapped = parallel_map(operator.call, tasks, 2)
+    assert next(mapped) == 0
+    mapped.close()
+    done = sorted(int(p.name) for p in tmp_path.iterdir())
+    time.sleep(1.5)
+    assert sorted(int(p.name) for p in tmp_path.iterdir()) == done  # nothing ran on after close
+    assert 1 <= len(done) < len(tasks)  # the first task, those running; not the rest
+
+
 def test_ordered_writer_emits_rows_by_position(tmp_path):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(50)], "label": "x"})
     positions = np.random.default_rng(1).permutation(50)

@@ -5,6 +5,7 @@ family; families that cannot learn block by block are named with how to drop the
 from __future__ import annotations
 
 import io
+import shutil
 
 import joblib
 import numpy as np
@@ -32,8 +33,14 @@ def _bytes(model) -> bytes:
     return buffer.getvalue()
 
 
-def test_the_streamed_search_is_the_in_memory_search(features, tmp_path):
+@pytest.mark.parametrize("stripe_rows", [64, 7])
+def test_the_streamed_search_is_the_in_memory_search(features, tmp_path, monkeypatch, stripe_rows):
+    """64 (the default): 2 stripes of the 90 rows; 7: 13 stripes, so blocks gather many runs of
+    rows from all over the file, and chunks of 20 rows cut through stripes."""
+    from sentiment_pipeline.pipeline import incremental
     from sentiment_pipeline.pipeline.features import save_csr
+
+    monkeypatch.setattr(incremental, "STRIPE_ROWS", stripe_rows)
 
     save_csr(tmp_path / "X_train.npz", features.X_train)
     strategies = ["class_weight", "none"]
@@ -64,6 +71,8 @@ def test_the_stage_streams_with_chunk_rows_and_writes_the_same_files(features, t
     for chunk_rows in (None, 16):
         params["train"]["chunk_rows"] = chunk_rows
         paths.PARAMS.write_text(yaml.safe_dump(params))
+        for directory in (paths.CANDIDATES_DIR, paths.CV_METRICS_DIR):  # each run writes its own files
+            shutil.rmtree(directory, ignore_errors=True)
         stage.run()
         runs.append([path.read_bytes() for path in outputs])
     assert runs[0] == runs[1]

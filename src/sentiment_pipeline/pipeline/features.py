@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -269,8 +270,13 @@ def _chunk_hashed_document_frequency(texts: list[str], hasher: HashingVectorizer
 
 def _chunk_features(texts: list[str], stem: str | None, vectorizer, n_columns: int) -> CsrPart:
     """A chunk's rows of the matrix; written to ``stem``'s files when given (see ``csr_part``)."""
+    import uuid
+
     from sentiment_pipeline.pipeline.streaming import csr_part  # pyarrow: only the streamed path pays for it
 
+    # each attempt its own files: Dask may re-run a task whose worker it lost while that worker,
+    # unreachable rather than dead, still writes
+    stem = None if stem is None else f"{stem}-{uuid.uuid4().hex[:12]}"
     return csr_part((vectorizer.transform(piece).tocsr() for piece in text_pieces(texts)), n_columns, stem)
 
 
@@ -363,9 +369,12 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
             # absolute: a reused worker process may have started in another directory
             arguments = ((t, str(Path(tmp).resolve() / f"{split}-{i:08d}") if local_disk else None)
                          for i, t in enumerate(texts(path, labels)))
-            parts = each(_chunk_features, arguments, (vectorizer, n_features), f"featurize ({split} split) chunk")
-            for part in tqdm(parts, desc=f"featurize: {split}", unit="chunk", leave=False, disable=None):
-                writer.add(part)
+            # closed on an error too, which waits for the running tasks: none writes into tmp
+            # after it is removed
+            with closing(each(_chunk_features, arguments, (vectorizer, n_features),
+                              f"featurize ({split} split) chunk")) as parts:
+                for part in tqdm(parts, desc=f"featurize: {split}", unit="chunk", leave=False, disable=None):
+                    writer.add(part)
             writer.write(staged / f"X_{split}.npz")
         unknown = sorted(set(codes.sorted_labels()) - set(classes))
         if unknown:

@@ -168,8 +168,9 @@ class _Learner:
         if not self.learnt:
             raise DataError("the sgd family had no training rows left after holding out its calibration rows")
         if not len(y_held):
-            raise ConfigError(f"train.families.sgd.calibration_share={self.estimator.calibration_share}: no "
-                              "training row was held out to calibrate the probabilities; raise it")
+            raise ConfigError(f"train.families.sgd.calibration_share={self.estimator.calibration_share} and "
+                              f"calibration_rows={self.estimator.calibration_rows}: no training row was held out "
+                              "to calibrate the probabilities; raise them")
         margins = margins.reshape(-1, 1) if margins.ndim == 1 else margins
         # label_binarize's columns: one per class, or the positive class alone with two
         targets = (y_held[:, None] == self.classes[None, 1:] if len(self.classes) == 2
@@ -367,9 +368,11 @@ class CsrNpzReader:
                 _read_into(self._file, out[at:at + count], self.path)
             at += count
         lengths = np.concatenate([np.diff(self.indptr[start:stop + 1]) for start, stop in zip(starts, stops, strict=True)])
-        indptr = np.zeros(len(lengths) + 1, dtype=np.int32)
+        # 32-bit row pointers unless the rows hold more than 2^31 - 1 non-zeros (7.6M rows of 280)
+        index_dtype = np.int32 if len(data) <= np.iinfo(np.int32).max else np.int64
+        indptr = np.zeros(len(lengths) + 1, dtype=index_dtype)
         np.cumsum(lengths, out=indptr[1:])
-        return sp.csr_matrix((data, indices.astype(np.int32, copy=False), indptr),
+        return sp.csr_matrix((data, indices.astype(index_dtype, copy=False), indptr),
                              shape=(len(lengths), self.shape[1]), copy=False)
 
     def close(self) -> None:

@@ -352,7 +352,9 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
                 writer.add(frame[on_side], position[span][on_side])
             offset += len(frame)
         del side, position
-        # both files staged beside their targets, then renamed together: neither is left alone
+        # both files written in full beside their targets, then renamed one right after the other:
+        # a failure leaves the previous pair; only a kill between the two renames (microseconds)
+        # leaves a new train.csv beside the old test.csv, which `dvc status` reports as changed
         targets = [Path(train_file), Path(test_file)]
         staged = [target.with_name(f".{target.name}.{os.getpid()}.staged") for target in targets]
         try:
