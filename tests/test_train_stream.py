@@ -22,9 +22,14 @@ GRID = {"clf__alpha": [1e-4, 1e-3], "clf__epochs": [3], "clf__block_rows": [25],
 
 
 @pytest.fixture(scope="module")
-def features(separable_texts):
+def featurized(separable_texts):
     train = separable_texts.iloc[:90].sort_values("label", kind="stable")  # sorted by label, as the airline split
-    return featurize(train, separable_texts.iloc[90:], FeaturizeConfig(min_df=1))[1]
+    return featurize(train, separable_texts.iloc[90:], FeaturizeConfig(min_df=1))
+
+
+@pytest.fixture(scope="module")
+def features(featurized):
+    return featurized[1]
 
 
 def _bytes(model) -> bytes:
@@ -91,3 +96,46 @@ def test_families_that_cannot_stream_are_named_with_how_to_drop_them(features, t
 def test_smote_from_the_featurize_default_is_refused_for_sgd(features):
     with pytest.raises(ConfigError, match=r"train.families.sgd.resampling: SMOTE"):
         grid_search("sgd", GRID, features.X_train, features.y_train, TRAIN, ResamplingConfig(strategy="smote"))
+
+
+def test_a_streamed_run_of_sgd_alone_goes_through_select_without_an_ensemble(featurized, tmp_path, monkeypatch):
+    """Only sgd can stream, and an ensemble needs two members: with train.ensemble.members []
+    the ensemble stage builds none (saying so in its outputs) and select compares the trained
+    families alone; the final model is sgd's, text in."""
+    import joblib
+
+    from sentiment_pipeline.core import paths
+    from sentiment_pipeline.core.files import read_json
+    from sentiment_pipeline.stages import ensemble, select
+    from sentiment_pipeline.stages import train as stage
+
+    vectorizer, features = featurized[:2]
+    monkeypatch.chdir(tmp_path)
+    features.save(paths.FEATURES_DIR)
+    paths.TRAIN_FILE.parent.mkdir(parents=True)
+    paths.TRAIN_FILE.write_text("text,label\n")
+    paths.VECTORIZER_FILE.parent.mkdir(parents=True)
+    joblib.dump(vectorizer, paths.VECTORIZER_FILE)
+    grid = {"alpha": [1e-4], "epochs": [2], "block_rows": [30], "calibration_share": [0.3],
+            "resampling": ["class_weight"]}
+    params = {"train": {"cv_folds": 3, "n_jobs": 2, "chunk_rows": 16, "families": {"sgd": grid},
+                        "ensemble": {"members": ["sgd", "logreg"]}}}
+    paths.PARAMS.write_text(yaml.safe_dump(params))
+    stage.run()
+    with pytest.raises(ConfigError, match=r"names \['logreg'\].*or \[\] to build no ensemble"):
+        ensemble.run()
+    params["train"]["ensemble"]["members"] = []
+    paths.PARAMS.write_text(yaml.safe_dump(params))
+    ensemble.run()
+    assert read_json(paths.cv_summary("ensemble")) == {"family": "ensemble", "skipped": ensemble.NO_ENSEMBLE}
+    assert [p.name for p in paths.candidate_dir("ensemble").iterdir()] == ["skipped.json"]
+    select.run()
+    assert read_json(paths.SELECTION)["family"] == "sgd"
+    assert [row["family"] for row in read_json(paths.CV_COMPARISON)] == ["sgd"]
+    model = joblib.load(paths.FINAL_MODEL)
+    assert model.predict_proba(["great flight thanks"]).shape == (1, 3)
+
+
+def test_an_ensemble_of_one_member_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match=r"train.ensemble.members lists one family \(sgd\).*or \[\] for none"):
+        TrainConfig(ensemble={"members": ["sgd"]})

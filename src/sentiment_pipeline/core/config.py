@@ -473,6 +473,13 @@ def _some_positive(values: list[float]) -> list[float]:
     return values
 
 
+def _none_or_two(members: list[str]) -> list[str]:
+    if len(members) == 1:
+        raise ValueError(f"train.ensemble.members lists one family ({members[0]}): an ensemble needs at least two, "
+                         "or [] for none")
+    return members
+
+
 def _default_members() -> list[Family]:
     return ["linear_svm", "logreg", "naive_bayes"]
 
@@ -486,7 +493,9 @@ class EnsembleConfig(_Section):
     its own search chose) combined by soft voting or stacking. Every combination of the lists
     below is a candidate, scored on the members' out-of-fold probabilities of the same folds."""
 
-    members: Annotated[list[Family], Field(min_length=2), _distinct("train.ensemble.members")] = \
+    # at least two families, or none ([]): no ensemble is built and select compares the trained
+    # families alone (a streamed run, train.chunk_rows, trains only sgd)
+    members: Annotated[list[Family], AfterValidator(_none_or_two), _distinct("train.ensemble.members")] = \
         Field(default_factory=_default_members)
     # soft_vote: the mean of the members' probabilities; stacking: a multinomial logistic
     # regression (balanced class weights) on the members' out-of-fold log-probabilities
@@ -545,7 +554,8 @@ class TrainConfig(_Section):
         missing = [m for m in self.ensemble.members if m not in self.families.enabled()]
         if missing:
             raise ConfigError(f"train.ensemble.members names {missing}, which train.families does not "
-                              f"list (trained: {list(self.families.enabled())})")
+                              f"list (trained: {list(self.families.enabled())}); list at least two of those, "
+                              "or [] to build no ensemble")
         return list(self.ensemble.members)
 
 

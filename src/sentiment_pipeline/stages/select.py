@@ -9,8 +9,10 @@ from sentiment_pipeline.pipeline.select import choose_family, cv_comparison_rows
 
 
 def run(params_file=paths.PARAMS) -> None:
-    # The families this run trained: a family dropped from train.families may have left files.
-    families = (*load_params(params_file).train.families.enabled(), "ensemble")
+    # The families this run trained: a family dropped from train.families may have left files;
+    # the ensemble unless train.ensemble.members is [] (its summary then says it was skipped).
+    train = load_params(params_file).train
+    families = (*train.families.enabled(), *(["ensemble"] if train.ensemble.members else []))
     summaries = [read_json(paths.cv_summary(family)) for family in families]
     best = choose_family(summaries)
     vectorizer = joblib.load(paths.VECTORIZER_FILE)
