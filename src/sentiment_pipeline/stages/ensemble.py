@@ -9,7 +9,6 @@ from sentiment_pipeline.core.config import load_params
 from sentiment_pipeline.core.files import atomic_path, write_csv, write_joblib, write_json, write_timing
 from sentiment_pipeline.pipeline.ensemble import search_ensemble
 
-
 log = logging.getLogger(__name__)
 # what metrics/ensemble.json and models/ensemble hold when train.ensemble.members is []
 NO_ENSEMBLE = "train.ensemble.members is []: no ensemble was built"
