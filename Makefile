@@ -23,7 +23,7 @@ export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help install stopwords repro push pull test test-fast lint report mermaid-cli bench bench-serve bench-monitor bench-dask bench-stream bench-stream-train bench-datasets bench-inference docs docs-serve docs-screenshot clean
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools

@@ -276,7 +276,8 @@ def _summary_lines(report: dict) -> list[str]:
 
 def _settings(report: dict) -> str:
     md5 = report.get("params_md5")
-    return (f"chunk_rows {report['chunk_rows']}, n_jobs {report['n_jobs']}, params.yaml md5 "
+    return (f"chunk_rows {report['chunk_rows']}, n_jobs {report['n_jobs']}, params.yaml (download, preprocess, "
+            f"featurize) md5 "
             f"{md5[:12] if md5 else 'not recorded'} (with chunk_rows on the three stages and "
             "featurize.vectorizer: hashing)")
 
@@ -342,7 +343,7 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
         n_jobs: int = typer.Option(-1), seed: int = typer.Option(0),
         backends: str = typer.Option("local", help="where preprocess and featurize run: local and/or dask"),
         dask_workers: str = typer.Option("1,2", help="with dask: each LocalCluster size to measure"),
-        dask_max_rows: int = typer.Option(0, help="with dask: measure it only at sizes up to this (0: every size)"),
+        dask_max_rows: int = typer.Option(0, min=0, help="with dask: measure it only at sizes up to this (0: every size)"),
         fit_max_rows: int = typer.Option(1_000_000, help="LinearSVC fit on the largest size up to this"),
         output: Path = typer.Option(Path(tempfile.gettempdir()) / "stream-benchmark.json"),
         workdir: Path = typer.Option(None),
@@ -351,6 +352,9 @@ def run(sizes: str = typer.Option("100000,1000000,10000000"), chunk_rows: int = 
     measured_at, params_md5 = common.utc_now(), common.params_md5(ROOT / "params.yaml", "stream")
     counts = sorted(int(float(s)) for s in sizes.split(","))
     configurations = _backends(backends, dask_workers)
+    if not all(_at_size(configurations, size, dask_max_rows) for size in counts):
+        raise typer.BadParameter(f"--dask-max-rows {dask_max_rows} leaves sizes above it with no backend: add local "
+                                 "to --backends")
     env = common.subprocess_env(ROOT)
     rows, fits, identical = [], [], []
     base = Path(tempfile.mkdtemp(prefix="stream-bench-", dir=workdir))

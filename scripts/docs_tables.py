@@ -80,6 +80,7 @@ def cv_results(root: Path) -> list[dict]:
     found = [_load(root, path.relative_to(root).as_posix()) for path in sorted((root / "metrics/cv").glob("*.json"))]
     if (root / "metrics/ensemble.json").exists():
         found.append(_load(root, "metrics/ensemble.json"))
+    found = [r for r in found if "skipped" not in r]  # train.ensemble.members: [] builds none
     return sorted(found, key=lambda r: (-r["cv_f1_macro_mean"], r["family"]))
 
 

@@ -156,3 +156,12 @@ def _datasets() -> list[dict]:
 def test_every_scripts_tables_make_a_valid_result(name, tables, tmp_path):
     path = common.write_result(name, tables(), tmp_path, params_md5=None)
     assert common.validate_result(json.loads(path.read_text()), name) == []
+
+
+def test_stream_bench_refuses_sizes_left_with_no_backend():
+    from benchmarks import stream_bench
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(stream_bench.app, ["run", "--sizes", "1000,2000", "--backends", "dask",
+                                                   "--dask-max-rows", "1000"])
+    assert result.exit_code == 2 and "add local to --backends" in result.output

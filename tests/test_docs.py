@@ -199,6 +199,13 @@ def test_the_stream_benchmark_goes_stale_with_its_own_sections_only(tmp_path):
 
     params.write_text("featurize: {max_features: 10}\ntrain: {seed: 2, families: {sgd: {}}}\n", encoding="utf-8")
     assert "Stale" not in docs_tables.benchmark_tables(root)
-    params.write_text("featurize: {max_features: 20}\ntrain: {seed: 2}\n", encoding="utf-8")
-    text = docs_tables.benchmark_tables(root)
-    assert "params.yaml (download, preprocess, featurize) md5" in text and "re-run `make bench-stream`" in text
+    for changed in ("featurize: {max_features: 20}\n", "featurize: {max_features: 10}\npreprocess: {seed: 3}\n",
+                    "featurize: {max_features: 10}\ndownload: {url: x}\n"):
+        params.write_text(changed + "train: {seed: 2}\n", encoding="utf-8")
+        text = docs_tables.benchmark_tables(root)
+        assert "params.yaml (download, preprocess, featurize) md5" in text and "re-run `make bench-stream`" in text
+    # a result recording the whole file's md5 (as before the sections) is stale too
+    params.write_text("featurize: {max_features: 10}\ntrain: {seed: 1}\n", encoding="utf-8")
+    whole = {**result, "params_md5": common.params_md5(params)}
+    (root / "benchmarks/results/stream.json").write_text(json.dumps(whole), encoding="utf-8")
+    assert "Stale" in docs_tables.benchmark_tables(root)

@@ -134,6 +134,20 @@ def test_a_streamed_run_of_sgd_alone_goes_through_select_without_an_ensemble(fea
     assert [row["family"] for row in read_json(paths.CV_COMPARISON)] == ["sgd"]
     model = joblib.load(paths.FINAL_MODEL)
     assert model.predict_proba(["great flight thanks"]).shape == (1, 3)
+    # the docs' tables and the pull-request report leave the skipped ensemble out, with or without
+    # select's comparison to say which families ran
+    import importlib.util
+    from pathlib import Path
+
+    from sentiment_pipeline.review.report import read_snapshot
+
+    spec = importlib.util.spec_from_file_location("docs_tables", Path(__file__).parents[1] / "scripts/docs_tables.py")
+    docs_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs_tables)
+
+    assert [r["family"] for r in docs_tables.cv_results(tmp_path)] == ["sgd"]
+    paths.CV_COMPARISON.unlink()
+    assert list(read_snapshot(tmp_path, None).cv) == ["sgd"]
 
 
 def test_an_ensemble_of_one_member_is_refused_naming_the_key():

@@ -361,7 +361,8 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     # Workers that see this machine's disk write their blocks into the scratch directory; a remote
     # Dask worker's block comes back through the cluster's network (see csr_part).
     local_disk = cluster is None or cluster.started_here
-    with atomic_path(features_dir) as staged, tempfile.TemporaryDirectory(prefix=".featurize-", dir=scratch) as tmp:
+    with atomic_path(features_dir) as staged, tempfile.TemporaryDirectory(
+            prefix=".featurize-", dir=scratch, ignore_cleanup_errors=True) as tmp:
         staged.mkdir()
         test_codes: list[np.ndarray] = []
         for split, path, labels in (("train", train_file, None), ("test", test_file, test_codes)):

@@ -359,6 +359,9 @@ class CsrNpzReader:
         with 32-bit indices: each run's values and column indices read into place."""
         lo, hi = self.indptr[starts].astype(np.int64), self.indptr[stops].astype(np.int64)
         counts = hi - lo
+        if counts.sum() > np.iinfo(np.int32).max:  # partial_fit takes 32-bit indices only
+            raise ConfigError(f"{self.path}: a block of {int(counts.sum()):,} non-zeros, more than 32-bit indices "
+                              "hold: lower train.families.sgd.block_rows or train.chunk_rows")
         data = np.empty(int(counts.sum()), dtype=self._data.dtype)
         indices = np.empty(len(data), dtype=self._indices.dtype)
         at = 0
@@ -368,11 +371,9 @@ class CsrNpzReader:
                 _read_into(self._file, out[at:at + count], self.path)
             at += count
         lengths = np.concatenate([np.diff(self.indptr[start:stop + 1]) for start, stop in zip(starts, stops, strict=True)])
-        # 32-bit row pointers unless the rows hold more than 2^31 - 1 non-zeros (7.6M rows of 280)
-        index_dtype = np.int32 if len(data) <= np.iinfo(np.int32).max else np.int64
-        indptr = np.zeros(len(lengths) + 1, dtype=index_dtype)
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int32)
         np.cumsum(lengths, out=indptr[1:])
-        return sp.csr_matrix((data, indices.astype(index_dtype, copy=False), indptr),
+        return sp.csr_matrix((data, indices.astype(np.int32, copy=False), indptr),
                              shape=(len(lengths), self.shape[1]), copy=False)
 
     def close(self) -> None:

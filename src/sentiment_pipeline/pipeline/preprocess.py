@@ -279,7 +279,7 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     # scratch next to the outputs by default: /tmp may be a RAM-backed tmpfs
     scratch = Path(scratch or Path(train_file).parent)
     scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".preprocess-", dir=scratch) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".preprocess-", dir=scratch, ignore_cleanup_errors=True) as tmp:
         spool = ArrowSpool(columns, Path(tmp))
         codes = LabelCodes()
         source_codes = LabelCodes()  # sources in order of appearance: data/raw's, precedence order

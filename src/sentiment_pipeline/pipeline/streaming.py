@@ -11,6 +11,7 @@ lengths); texts pass through in chunks. They write the same files as the in-memo
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ import scipy.sparse as sp
 
 from sentiment_pipeline.core.errors import PipelineError
 from sentiment_pipeline.core.files import CSV_OPTIONS, atomic_path, npz_member
+
+log = logging.getLogger(__name__)
 
 
 class Cluster(Protocol):
@@ -154,6 +157,7 @@ def parallel_map(function: Callable, arguments: Iterable[tuple], n_jobs: int, *,
         return
     executor = get_reusable_executor(max_workers=workers)
     pending: deque[tuple[int, Any]] = deque()
+    drain = True
     try:
         for number, args in enumerate(arguments, start=1):
             pending.append((number, executor.submit(function, *args, *constants)))
@@ -161,14 +165,19 @@ def parallel_map(function: Callable, arguments: Iterable[tuple], n_jobs: int, *,
                 yield _local_result(pending.popleft(), what)
         while pending:
             yield _local_result(pending.popleft(), what)
+    except (WorkerLost, KeyboardInterrupt):
+        drain = False  # the pool is broken, or the user wants out now
+        raise
     finally:
         # Stopped early (an error here or in the consumer, or closed): the tasks not started are
-        # dropped, and the running ones are waited for, at most one task's time, so that none is
-        # still writing into a scratch directory the caller is about to remove.
+        # dropped, and those a worker already holds (running, or the one in loky's call queue) are
+        # waited for, about two tasks' time, so that none still writes into a scratch directory
+        # the caller is about to remove.
         running = [future for _, future in pending if not future.cancel()]
-        if running:
+        if running and drain:
             from concurrent.futures import wait
 
+            log.info("waiting for %d running %s task(s) to end", len(running), what)
             wait(running, timeout=DRAIN_SECONDS)
 
 
@@ -222,6 +231,7 @@ def _dask_map(function: Callable, arguments: Iterable[tuple], cluster: Cluster, 
                          f"{cluster.address} ({reason}); nothing was written") from None
     window = 2 * max(1, sum(client.nthreads().values()))  # the threads at the start
     pending: deque[tuple[int, Any]] = deque()
+    drain = True
     try:
         for number, args in enumerate(arguments, start=1):
             task = client.submit(_call_sealed, function, _Sealed(args), shared, pure=False,
@@ -231,18 +241,32 @@ def _dask_map(function: Callable, arguments: Iterable[tuple], cluster: Cluster, 
                 yield _dask_result(cluster, pending.popleft(), what)
         while pending:
             yield _dask_result(cluster, pending.popleft(), what)
+    except (WorkerLost, KeyboardInterrupt):
+        drain = False  # workers or the scheduler gone, or the user wants out now
+        raise
     finally:
         unfinished = [future for _, future in pending]
-        if client.status == "running":
-            if unfinished and cluster.started_here:
-                # Stopped early: a LocalCluster's workers write into the caller's scratch
-                # directory, so let the tasks already sent end before the caller removes it (Dask
-                # cannot stop a running task; cancelling only drops its result).
-                from distributed import wait
+        try:
+            if unfinished and drain and cluster.started_here and client.status == "running":
+                _drain_dask(client, unfinished, what)
+        finally:
+            if client.status == "running":
+                client.cancel([*unfinished, shared])
 
-                with suppress(Exception):
-                    wait(unfinished, timeout=DRAIN_SECONDS)
-            client.cancel([*unfinished, shared])
+
+def _drain_dask(client, futures: list, what: str) -> None:
+    """Stopped early on a LocalCluster, whose workers write into the caller's scratch directory:
+    drop the tasks no worker has started, wait for the running ones (Dask cannot stop a running
+    task; cancelling only drops its result) before the caller removes the directory."""
+    from distributed import wait
+
+    with suppress(Exception):
+        started = set().union(*client.processing().values())
+        client.cancel([future for future in futures if future.key not in started])
+        running = [future for future in futures if future.key in started]
+        if running:
+            log.info("waiting for %d running %s task(s) to end", len(running), what)
+            wait(running, timeout=DRAIN_SECONDS)
 
 
 def _dask_result(cluster: Cluster, task: tuple[int, Any], what: str):

@@ -166,7 +166,7 @@ def read_snapshot(root: Path, rev: str | None) -> Snapshot:
         summary = _read_json_at(root, rev, paths.cv_summary(family))
         if summary is None and family == "ensemble":  # where revisions before 2026-12 kept it
             summary = _read_json_at(root, rev, paths.CV_METRICS_DIR / "ensemble.json")
-        if summary is not None:
+        if summary is not None and "skipped" not in summary:  # no ensemble (train.ensemble.members: [])
             cv[family] = summary
         seconds = _read_json_at(root, rev, paths.train_timing(family)) if rev is None else None
         # only the seconds of the run that wrote this summary (see stages/train.write_timing)
