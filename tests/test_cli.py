@@ -36,3 +36,28 @@ def test_missing_input_file_leaves_no_output(tmp_path):
     assert result.returncode == 1
     assert "nowhere.csv: input file not found" in result.stderr
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.csv"))
+
+
+def _commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_option_help_survives_rich_markup():
+    """typer renders help through rich, which takes "[default: x]" for a markup tag and drops it
+    (leaving "csv | tsv ... ."): the defaults are written "(default: x)"."""
+    import re
+
+    import typer.main
+    from rich.text import Text
+
+    from sentiment_pipeline.cli import app
+
+    root = typer.main.get_command(app)
+    helps = [(path, param.name, param.help) for path, command in _commands(root)
+             for param in command.params if getattr(param, "help", None)]
+    assert len(helps) > 30 and any("(default: " in text for _, _, text in helps)
+    for path, name, text in helps:
+        assert Text.from_markup(text).plain == text, f"{' '.join(path)} --{name}: rich markup eats part of {text!r}"
+        assert not re.search(r"\[[a-z]+:", text), (path, name)

@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentiment pipeline stages. DVC calls these; see dvc.yaml.")
 
 ParamsOption = typer.Option(paths.PARAMS, "--params", help="Parameters file.")
-DatabaseUrlOption = typer.Option(None, help="The prediction log [default: serve.database_url].")
+DatabaseUrlOption = typer.Option(None, help="The prediction log (default: serve.database_url).")
 
 
 def _setup_logging() -> None:
@@ -145,7 +145,7 @@ def baselines(params: Path = ParamsOption) -> None:
 
 @app.command()
 def report(
-    base: str = typer.Option(None, help="Base git revision [default: merge-base of HEAD and main]."),
+    base: str = typer.Option(None, help="Base git revision (default: merge-base of HEAD and main)."),
     output: Path = typer.Option(Path("report.md"), help="Where to write the markdown."),
     wall_time: float = typer.Option(None, help="Pipeline wall time in seconds, for the report."),
     fail_on_regression: bool = typer.Option(
@@ -167,8 +167,8 @@ def predict(
     id_column: list[str] = typer.Option([], help="Column(s) copied to the output to join on (repeatable)."),
     on_bad_row: str = typer.Option("fail", help="A row whose text is missing or not text: fail | skip."),
     chunk_rows: int = typer.Option(10_000, min=1, help="Rows read, predicted and written at a time."),
-    input_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet [default: from the suffix]."),
-    output_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet [default: from the suffix]."),
+    input_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet (default: from the suffix)."),
+    output_format: str = typer.Option(None, help="csv | tsv | jsonl | parquet (default: from the suffix)."),
     project: Path = typer.Option(Path("."), help="Project root holding dvc.lock and models/final."),
     explain: int = typer.Option(None, min=1, max=20, help=(
         "Add an 'explanation' column: each text's top-k words with their contributions, as JSON text "
@@ -196,9 +196,9 @@ def predict(
 @app.command()
 def serve(
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml, dvc.lock and models/final."),
-    host: str = typer.Option(None, help="Interface [default: serve.host]."),
-    port: int = typer.Option(None, help="Port [default: serve.port]."),
-    workers: int = typer.Option(None, help="Worker processes [default: serve.workers]."),
+    host: str = typer.Option(None, help="Interface (default: serve.host)."),
+    port: int = typer.Option(None, help="Port (default: serve.port)."),
+    workers: int = typer.Option(None, help="Worker processes (default: serve.workers)."),
 ) -> None:
     """Serve the verified final model over HTTP (FastAPI + uvicorn); docs at /docs."""
 
@@ -322,7 +322,7 @@ def import_labels(
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the server: create, list, revoke (serve.keys_file).")
 app.add_typer(keys_app, name="keys")
 KeysProjectOption = typer.Option(Path("."), "--project", help="Project root holding params.yaml (serve.keys_file).")
-KeysFileOption = typer.Option(None, "--keys-file", help="The key store [default: serve.keys_file under --project].")
+KeysFileOption = typer.Option(None, "--keys-file", help="The key store (default: serve.keys_file under --project).")
 
 
 def _keys_path(project: Path, path: Path | None) -> Path:
@@ -336,8 +336,8 @@ def _keys_path(project: Path, path: Path | None) -> Path:
 def keys_create(
     name: str = typer.Option(..., help="Who or what uses the key, e.g. 'mobile app' or 'prometheus'."),
     scope: list[str] = typer.Option(["predict"], help="predict | feedback | admin (repeatable)."),
-    rate_limit: float = typer.Option(None, min=0.001, help="Requests/s for this key [default: serve.rate_limit_per_second]."),
-    burst: int = typer.Option(None, min=1, help="Burst for this key [default: serve.rate_limit_burst]."),
+    rate_limit: float = typer.Option(None, min=0.001, help="Requests/s for this key (default: serve.rate_limit_per_second)."),
+    burst: int = typer.Option(None, min=1, help="Burst for this key (default: serve.rate_limit_burst)."),
     secret_file: Path = typer.Option(None, help="Write the key to this file (mode 0600) instead of printing it."),
     project: Path = KeysProjectOption,
     keys_file: Path = KeysFileOption,
@@ -477,19 +477,19 @@ def _utc(value: str | None, option: str):
 @app.command()
 def monitor(
     project: Path = typer.Option(Path("."), help="Project root holding params.yaml, dvc.lock, models/ and data/."),
-    last: int = typer.Option(None, min=1, help="The newest N predictions [default: monitor.window_rows]."),
+    last: int = typer.Option(None, min=1, help="The newest N predictions (default: monitor.window_rows)."),
     since: str = typer.Option(None, help="Window start, ISO time (UTC unless an offset is given)."),
     until: str = typer.Option(None, help="Window end (exclusive), ISO time."),
     database_url: str = DatabaseUrlOption,
-    output_dir: Path = typer.Option(None, help="Where monitor.json and report.html go [default: monitor.output_dir]."),
+    output_dir: Path = typer.Option(None, help="Where monitor.json and report.html go (default: monitor.output_dir)."),
     history: bool = typer.Option(None, "--history/--no-history", help="Store the run in the log's monitor_runs "
-                                 "table (needs a writable log) [default: monitor.history]."),
+                                 "table (needs a writable log) (default: monitor.history)."),
     history_url: str = typer.Option(None, help="Where to store the run when --database-url is a read-only "
-                                    "replica: the log's writable URL [default: the log read]."),
+                                    "replica: the log's writable URL (default: the log read)."),
     webhook: str = typer.Option(None, envvar="SENTIMENT_MONITOR_WEBHOOK_URL", show_envvar=True,
-                                help="POST a JSON summary here on drift or error [default: monitor.webhook_url]."),
+                                help="POST a JSON summary here on drift or error (default: monitor.webhook_url)."),
     example_texts: int = typer.Option(None, min=0, max=20, help="Example texts per side in the report "
-                                      "[default: monitor.example_texts]; 0 where the report is shared (CI artifacts)."),
+                                      "(default: monitor.example_texts); 0 where the report is shared (CI artifacts)."),
 ) -> None:
     """Drift and estimated accuracy of the served model on a window of the prediction log.
     Exit code 0: ok (or too few rows to judge); 1: a check beyond its threshold; 2: an error."""
@@ -522,7 +522,7 @@ def monitor(
 def check_lock(
     rev: str = typer.Option("HEAD", help="The revision holding the committed results."),
     tolerance: float = typer.Option(None, min=0.0, help="Absolute tolerance for computed values "
-                                    "[default: tolerance.ABS_TOLERANCE, 5e-05]."),
+                                    "(default: tolerance.ABS_TOLERANCE, 5e-05)."),
 ) -> None:
     """Fail when dvc.lock differs from REV in code, params or data, or metrics/ and plots/ differ
     beyond the tolerance; one line saying what matched when they agree."""
@@ -537,7 +537,7 @@ def check_lock(
 
 @app.command("check-remote")
 def check_remote(
-    remote: str = typer.Option(None, "--remote", "-r", help="The DVC remote [default: the project's default remote]."),
+    remote: str = typer.Option(None, "--remote", "-r", help="The DVC remote (default: the project's default remote)."),
 ) -> None:
     """Check that the DVC remote answers with the configured credentials (before dvc push/pull):
     one line naming the remote and what to do when it does not (make push, make pull)."""
