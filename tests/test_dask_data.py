@@ -229,3 +229,29 @@ def test_dask_without_chunk_rows_is_refused_naming_the_key(tmp_path, section):
     with pytest.raises(ConfigError, match=rf"{section}.backend: dask processes chunks on the cluster: set "
                                           rf"{section}.chunk_rows"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.e2e
+def test_a_map_closed_early_on_a_local_cluster_waits_for_the_running_tasks(cluster, tmp_path):
+    """A LocalCluster the stage started shares its scratch directory: closed early (featurize's
+    error path), the map cancels what no worker runs and waits for what one does, so nothing
+    writes into the directory after the close. Standard-library tasks: the workers import none
+    of ours."""
+    import operator
+    import subprocess
+
+    from distributed import Client
+
+    from sentiment_pipeline.pipeline.cluster import DaskCluster
+    from sentiment_pipeline.pipeline.streaming import parallel_map
+
+    with Client(cluster.scheduler_address) as client:
+        here = DaskCluster(client, cluster.scheduler_address, started_here=True, section="test")
+        tasks = [(subprocess.check_call, ["sh", "-c", f"sleep 1; touch {tmp_path}/{i}"]) for i in range(12)]
+        mapped = parallel_map(operator.call, tasks, 2, cluster=here)
+        assert next(mapped) == 0
+        mapped.close()
+        done = sorted(int(p.name) for p in tmp_path.iterdir())
+        time.sleep(2.5)
+        assert sorted(int(p.name) for p in tmp_path.iterdir()) == done
+        assert 1 <= len(done) < len(tasks)

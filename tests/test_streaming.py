@@ -158,6 +158,22 @@ def test_a_map_closed_early_waits_for_its_running_tasks(tmp_path):
     assert 1 <= len(done) < len(tasks)  # the first task, those running; not the rest
 
 
+def test_ctrl_c_in_the_consumer_does_not_wait_for_the_running_tasks():
+    """Ctrl-C reaches the map as GeneratorExit (closing() in featurize): out at once, no drain."""
+    import operator
+    import time
+    from contextlib import closing
+
+    from sentiment_pipeline.pipeline.streaming import parallel_map
+
+    tasks = [(time.sleep, 0.0)] + [(time.sleep, 3.0)] * 6
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), closing(parallel_map(operator.call, tasks, 2)) as mapped:
+        next(mapped)
+        raise KeyboardInterrupt
+    assert time.monotonic() - started < 2.5
+
+
 def test_ordered_writer_emits_rows_by_position(tmp_path):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(50)], "label": "x"})
     positions = np.random.default_rng(1).permutation(50)

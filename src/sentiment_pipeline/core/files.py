@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,6 +38,20 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         os.replace(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def scratch_directory(prefix: str, parent: Path | str) -> Iterator[str]:
+    """A temporary directory under ``parent``, removed on leaving whatever happened inside; one
+    that cannot be removed (a worker still writing into it) is a warning naming it, never an
+    error that would hide the one being raised."""
+    directory = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        if os.path.exists(directory):
+            logging.getLogger(__name__).warning("could not remove the scratch directory %s: delete it", directory)
 
 
 def write_json(data: Any, target: Path | str) -> None:

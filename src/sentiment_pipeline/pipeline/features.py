@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from sentiment_pipeline.core.config import FeaturizeConfig, ResamplingConfig
 from sentiment_pipeline.core.errors import ConfigError
-from sentiment_pipeline.core.files import atomic_path, read_json, save_npz, write_json
+from sentiment_pipeline.core.files import atomic_path, read_json, save_npz, scratch_directory, write_json
 
 if TYPE_CHECKING:
     from sentiment_pipeline.pipeline.streaming import Cluster, CsrPart
@@ -315,8 +315,6 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     computed it to a scratch file (workers on this machine write it themselves; a remote Dask
     worker sends it, and it is written at once).
     """
-    import tempfile
-
     from sentiment_pipeline.pipeline.streaming import CsrNpzWriter, LabelCodes, csv_chunks, parallel_map
 
     codes = LabelCodes()
@@ -361,8 +359,7 @@ def featurize_stream(train_file: Path, test_file: Path, config: FeaturizeConfig,
     # Workers that see this machine's disk write their blocks into the scratch directory; a remote
     # Dask worker's block comes back through the cluster's network (see csr_part).
     local_disk = cluster is None or cluster.started_here
-    with atomic_path(features_dir) as staged, tempfile.TemporaryDirectory(
-            prefix=".featurize-", dir=scratch, ignore_cleanup_errors=True) as tmp:
+    with atomic_path(features_dir) as staged, scratch_directory(".featurize-", scratch) as tmp:
         staged.mkdir()
         test_codes: list[np.ndarray] = []
         for split, path, labels in (("train", train_file, None), ("test", test_file, test_codes)):

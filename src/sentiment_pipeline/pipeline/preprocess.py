@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from tqdm import tqdm
 
 from sentiment_pipeline.core.config import PreprocessConfig
 from sentiment_pipeline.core.errors import DataError
+from sentiment_pipeline.core.files import scratch_directory
 from sentiment_pipeline.pipeline.text import TextNormalizer, build_stopwords
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def preprocess_stream(raw_file: Path, config: PreprocessConfig, train_file: Path
     # scratch next to the outputs by default: /tmp may be a RAM-backed tmpfs
     scratch = Path(scratch or Path(train_file).parent)
     scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".preprocess-", dir=scratch, ignore_cleanup_errors=True) as tmp:
+    with scratch_directory(".preprocess-", scratch) as tmp:
         spool = ArrowSpool(columns, Path(tmp))
         codes = LabelCodes()
         source_codes = LabelCodes()  # sources in order of appearance: data/raw's, precedence order

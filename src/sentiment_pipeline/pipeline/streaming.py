@@ -168,6 +168,9 @@ def parallel_map(function: Callable, arguments: Iterable[tuple], n_jobs: int, *,
     except (WorkerLost, KeyboardInterrupt):
         drain = False  # the pool is broken, or the user wants out now
         raise
+    except GeneratorExit as exc:  # closed by the consumer: on Ctrl-C there, do not wait either
+        drain = not isinstance(exc.__context__, (WorkerLost, KeyboardInterrupt))
+        raise
     finally:
         # Stopped early (an error here or in the consumer, or closed): the tasks not started are
         # dropped, and those a worker already holds (running, or the one in loky's call queue) are
@@ -244,6 +247,9 @@ def _dask_map(function: Callable, arguments: Iterable[tuple], cluster: Cluster, 
     except (WorkerLost, KeyboardInterrupt):
         drain = False  # workers or the scheduler gone, or the user wants out now
         raise
+    except GeneratorExit as exc:  # closed by the consumer: on Ctrl-C there, do not wait either
+        drain = not isinstance(exc.__context__, (WorkerLost, KeyboardInterrupt))
+        raise
     finally:
         unfinished = [future for _, future in pending]
         try:
@@ -256,17 +262,24 @@ def _dask_map(function: Callable, arguments: Iterable[tuple], cluster: Cluster, 
 
 def _drain_dask(client, futures: list, what: str) -> None:
     """Stopped early on a LocalCluster, whose workers write into the caller's scratch directory:
-    drop the tasks no worker has started, wait for the running ones (Dask cannot stop a running
-    task; cancelling only drops its result) before the caller removes the directory."""
-    from distributed import wait
+    cancel every task (none starts after that), then wait while a worker still executes one (Dask
+    cannot stop a running task; cancelling only drops its result) before the caller removes the
+    directory. What executes is asked of the workers (call_stack), not of the scheduler, whose
+    "processing" also counts tasks queued on a worker."""
+    import time
 
+    keys = {future.key for future in futures}
     with suppress(Exception):
-        started = set().union(*client.processing().values())
-        client.cancel([future for future in futures if future.key not in started])
-        running = [future for future in futures if future.key in started]
-        if running:
-            log.info("waiting for %d running %s task(s) to end", len(running), what)
-            wait(running, timeout=DRAIN_SECONDS)
+        client.cancel(futures)
+        deadline, said = time.monotonic() + DRAIN_SECONDS, False
+        while time.monotonic() < deadline:
+            running = keys & {key for stacks in client.call_stack().values() for key in stacks}
+            if not running:
+                break
+            if not said:
+                log.info("waiting for %d running %s task(s) to end", len(running), what)
+                said = True
+            time.sleep(0.2)
 
 
 def _dask_result(cluster: Cluster, task: tuple[int, Any], what: str):
