@@ -326,6 +326,8 @@ class _CalibratedSVMHead(_Head):
     @staticmethod
     def _fold_proba(fold: dict, scores: np.ndarray, n: int, n_classes: int) -> np.ndarray:
         # sklearn.calibration._CalibratedClassifier.predict_proba (method="sigmoid")
+        from sentiment_pipeline.pipeline.models import calibrated_proba
+
         predictions = scores.reshape(-1, 1) if scores.ndim == 1 else scores
         proba = np.zeros((n, n_classes))
         # with two classes there is one score column and one calibrator for the two class columns
@@ -333,14 +335,7 @@ class _CalibratedSVMHead(_Head):
             if n_classes == 2:
                 class_idx += 1
             proba[:, class_idx] = expit(-(a * np.ascontiguousarray(this_pred) + b))  # _SigmoidCalibration.predict
-        if n_classes == 2:
-            proba[:, 0] = 1.0 - proba[:, 1]
-        else:
-            denominator = np.sum(proba, axis=1)[:, np.newaxis]
-            uniform_proba = np.full_like(proba, 1 / n_classes)
-            proba = np.divide(proba, denominator, out=uniform_proba, where=denominator != 0)
-        proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
-        return proba
+        return calibrated_proba(proba)
 
 
 class _LogisticRegressionHead(_Head):

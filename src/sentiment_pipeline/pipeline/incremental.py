@@ -48,6 +48,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import f1_score
 
 from sentiment_pipeline.core.errors import ConfigError, DataError
+from sentiment_pipeline.pipeline.models import calibrated_proba
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +259,7 @@ class IncrementalSGDClassifier(ClassifierMixin, BaseEstimator):
         proba = np.zeros((margins.shape[0], n_classes))
         for class_idx, (margin, calibrator) in enumerate(zip(margins.T, self.calibrators_, strict=True)):
             proba[:, class_idx + 1 if n_classes == 2 else class_idx] = calibrator.predict(margin)
-        if n_classes == 2:
-            proba[:, 0] = 1.0 - proba[:, 1]
-        else:
-            denominator = np.sum(proba, axis=1)[:, np.newaxis]
-            uniform_proba = np.full_like(proba, 1 / n_classes)
-            proba = np.divide(proba, denominator, out=uniform_proba, where=denominator != 0)
-        proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
-        return proba
+        return calibrated_proba(proba)
 
 
 # ----------------------------------------------------------------------------- reading X_train.npz

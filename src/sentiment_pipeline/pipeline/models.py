@@ -21,6 +21,22 @@ from sentiment_pipeline.core.config import FAMILY_GRIDS, ResamplingConfig
 from sentiment_pipeline.core.errors import ConfigError
 
 
+def calibrated_proba(proba: np.ndarray) -> np.ndarray:
+    """The end of ``sklearn.calibration._CalibratedClassifier.predict_proba`` on the calibrators'
+    columns (with two classes only column 1 is filled): the complement, or rows normalised to sum
+    to one (uniform where all are 0), values a rounding error above 1 clipped. Shared by the sgd
+    family and the compiled path's calibrated SVM, which must match scikit-learn bit for bit."""
+    n_classes = proba.shape[1]
+    if n_classes == 2:
+        proba[:, 0] = 1.0 - proba[:, 1]
+    else:
+        denominator = np.sum(proba, axis=1)[:, np.newaxis]
+        uniform_proba = np.full_like(proba, 1 / n_classes)
+        proba = np.divide(proba, denominator, out=uniform_proba, where=denominator != 0)
+    proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
+    return proba
+
+
 class NaiveBayes(ClassifierMixin, BaseEstimator):
     """Multinomial or complement naive Bayes, one estimator so the choice is a grid parameter."""
 
