@@ -88,9 +88,9 @@ def test_without_an_address_the_search_starts_its_own_local_cluster(tweets, monk
 
 
 def test_an_unreachable_scheduler_is_one_line(tweets, monkeypatch):
-    import sentiment_pipeline.pipeline.train as train_module
+    from sentiment_pipeline.pipeline import cluster
 
-    monkeypatch.setattr(train_module, "DASK_CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_SECONDS", 2)
     monkeypatch.setenv("SENTIMENT_DASK_SCHEDULER", "tcp://127.0.0.1:9")  # discard port: nothing listens
     with pytest.raises(ConfigError, match=r"could not reach a scheduler at tcp://127.0.0.1:9"):
         grid_search("logreg", {"clf__C": [1.0]}, tweets.X_train, tweets.y_train,

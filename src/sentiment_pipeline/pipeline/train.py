@@ -135,45 +135,19 @@ def _one_thread_per_fit():
         yield
 
 
-DASK_SCHEDULER_ENV = "SENTIMENT_DASK_SCHEDULER"
-DASK_CONNECT_TIMEOUT = "20s"  # a scheduler that does not answer within it is an error
-
-
 @contextmanager
 def _fits_on_dask(config: TrainConfig):
     """Run the search's fits on a Dask cluster through joblib's Dask backend: the scheduler at
     ``train.scheduler_address`` or $SENTIMENT_DASK_SCHEDULER, else a LocalCluster of
-    ``train.dask_workers`` single-threaded processes started for this search. The workers need
-    this package importable and, for bit-identical numbers, the same pinned kernels (a
-    LocalCluster inherits them; see kernels.py for remote workers)."""
-    import os
+    ``train.dask_workers`` single-threaded processes started for this search (cluster.dask_client,
+    as for the data stages). The workers need this package importable and, for bit-identical
+    numbers, the same pinned kernels (a LocalCluster inherits them; see kernels.py for remote
+    workers)."""
+    from sentiment_pipeline.pipeline.cluster import dask_client
 
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ConfigError("train.backend: dask needs Dask's distributed scheduler: install the "
-                          "'dask' extra (pip install 'sentiment-pipeline[dask]')") from None
-    address = config.scheduler_address or os.environ.get(DASK_SCHEDULER_ENV)
-    cluster = None
-    if address is None:
-        # processes (not threads) like a real cluster's workers; BLAS single-threaded in each
-        cluster = LocalCluster(n_workers=config.dask_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
-        address = cluster.scheduler_address
-    try:
-        try:
-            client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
-        except OSError as exc:  # no scheduler at the address: one line, not a traceback
-            raise ConfigError(f"train.backend: dask could not reach a scheduler at {address} "
-                              f"(train.scheduler_address / ${DASK_SCHEDULER_ENV}): {exc}") from None
-        with client:
-            log.info("fits run on the Dask cluster at %s (%d workers)", address,
-                     len(client.scheduler_info().get("workers", {})))
-            with threadpool_limits(limits=1), parallel_config(backend="dask"):
-                yield
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with (dask_client("train", config.scheduler_address, config.dask_workers, as_default=True),
+          threadpool_limits(limits=1), parallel_config(backend="dask")):
+        yield
 
 
 def fits_in_parallel(config: TrainConfig):
