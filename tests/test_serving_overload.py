@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(predictor, root: Path, **limits) -> Iterator[tuple[str, int]]:
+def running_server(predictor, root: Path, **limits) -> Iterator[tuple[uvicorn.Server, int]]:
     """Our server (uvicorn, our protocol, one worker) in a thread, around ``predictor``."""
     port = free_port()
     settings = ServeConfig(port=port, database_url=f"sqlite:///{root / 'predictions.db'}", **limits)
@@ -57,10 +57,16 @@ def serving(predictor, root: Path, **limits) -> Iterator[tuple[str, int]]:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", port
+        yield server, port
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+@contextmanager
+def serving(predictor, root: Path, **limits) -> Iterator[tuple[str, int]]:
+    with running_server(predictor, root, **limits) as (_, port):
+        yield f"http://127.0.0.1:{port}", port
 
 
 def read_response(sock: socket.socket, timeout: float = 5) -> tuple[int, dict, bytes]:
@@ -218,6 +224,38 @@ def impatient_server(small_predictor, tmp_path_factory):
     with serving(small_predictor, tmp_path_factory.mktemp("impatient"), header_timeout_seconds=0.5,
                  body_timeout_seconds=0.5) as server:
         yield server
+
+
+PREDICT = (b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY)
+
+
+def test_on_shutdown_an_idle_connection_still_answers_the_request_on_its_way(small_predictor, tmp_path):
+    """uvicorn closes an idle keep-alive connection the moment it starts to shut down, so a request
+    the client sent just then got no response at all (a connection error in a rolling restart under
+    load). Here the connection waits serve.drain_idle_seconds for it, answers it with Connection:
+    close and closes; a connection that stays idle is closed once the drain is over."""
+    with running_server(small_predictor, tmp_path, drain_idle_seconds=2) as (server, port):
+        active, idle = socket.create_connection(("127.0.0.1", port)), socket.create_connection(("127.0.0.1", port))
+        try:
+            for sock in (active, idle):
+                sock.sendall(PREDICT)
+                status, headers, _ = read_response(sock)
+                assert status == 200 and headers.get("connection") != "close"
+            server.should_exit = True
+            stopping = time.monotonic()
+            time.sleep(0.5)  # uvicorn sees should_exit within 0.1 s, then shuts each connection down
+            active.sendall(PREDICT)
+            status, headers, body = read_response(active)
+            assert status == 200 and json.loads(body)["predictions"][0]["label"], (status, body)
+            assert headers["connection"] == "close"
+            assert closed_within(active, 1)
+            assert not closed_within(idle, 1)       # still draining 1.5 s after the shutdown began
+            assert closed_within(idle, 3)           # and closed once the 2 s drain is over
+            assert time.monotonic() - stopping < 4
+        finally:
+            active.close()
+            idle.close()
 
 
 def test_slow_clients_are_timed_out(impatient_server):

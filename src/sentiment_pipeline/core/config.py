@@ -600,6 +600,10 @@ class ServeConfig(_Section):
     max_chars_per_text: Annotated[int, Field(ge=1)] = 5000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # On shutdown (SIGTERM, a rolling restart) an idle keep-alive connection stays open this long
+    # (at most graceful_shutdown_seconds) for a request already on its way, answered with
+    # Connection: close, instead of being closed under it (a connection error for that client).
+    drain_idle_seconds: Annotated[float, Field(ge=0)] = 1.0
     # The prediction log (SQLAlchemy URL): SQLite under logs/ by default, e.g.
     # postgresql://user:password@host:5432/sentiment in production.
     database_url: str = "sqlite:///logs/predictions.db"

@@ -8,6 +8,10 @@ What uvicorn does not do by itself, added here:
   the connection's start or of its first byte (a connection that sends nothing is closed, a partial
   head gets a 408), and a body that stops arriving for ``serve.body_timeout_seconds`` gets a 408;
   idle keep-alive connections are closed after uvicorn's ``timeout_keep_alive`` as before;
+- **a drain on shutdown**: uvicorn closes an idle keep-alive connection the moment it starts to
+  shut down, and a request the client sent just then (it cannot know) is lost to a connection
+  error; here the connection stays open ``serve.drain_idle_seconds`` for such a request, which is
+  answered with ``Connection: close`` (the rolling-restart test under load saw such an error);
 - **cheap refusals**: a prediction the app's ``Admission`` would refuse at once (over
   ``serve.max_inflight``) is answered its 503 as soon as its headers are parsed, and its connection
   is not read again before the ``Retry-After`` it was given;
@@ -59,10 +63,14 @@ class ConnectionLimits:
     max_header_bytes: int = 16_384
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 10.0
+    drain_idle_seconds: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: ServeConfig) -> ConnectionLimits:
-        return cls(settings.max_header_bytes, settings.header_timeout_seconds, settings.body_timeout_seconds)
+        # uvicorn waits graceful_shutdown_seconds for connections to close: a longer drain would
+        # only end in its "timeout graceful shutdown exceeded"
+        return cls(settings.max_header_bytes, settings.header_timeout_seconds, settings.body_timeout_seconds,
+                   min(settings.drain_idle_seconds, settings.graceful_shutdown_seconds))
 
 
 class ServerConfig(Config):
@@ -116,6 +124,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.max_header_bytes = limits.max_header_bytes
         self.header_timeout = limits.header_timeout_seconds
         self.body_timeout = limits.body_timeout_seconds
+        self.drain_idle = limits.drain_idle_seconds
+        self._draining = False      # the server is shutting down: no request after the next one
         self._in_head = True        # awaiting or reading a request's head
         self._head_received = 0     # bytes received while in the head
         self._head_parsed = 0       # request line and headers parsed so far
@@ -172,7 +182,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle.message_event.set()
         self.transport.close()
 
+    def _drain_timed_out(self) -> None:
+        self._timer = self._timer_kind = None
+        if not self.transport.is_closing() and self._idle():
+            self.transport.close()
+
+    def _idle(self) -> bool:
+        """No request on this connection: none being answered, no part of a head received."""
+        return (self.cycle is None or self.cycle.response_complete) and not self._head_received
+
     # -- the connection
+    def shutdown(self) -> None:
+        """The server starts to shut down. A request being answered gets ``Connection: close``
+        (as uvicorn does), and so does one whose head is arriving (uvicorn would close it unread;
+        its head timeout stays). An idle connection, which uvicorn closes at once, is kept open up
+        to ``drain_idle`` for a request the client may have sent meanwhile, then closed."""
+        self._draining = True
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        elif self._head_received:
+            pass  # on_headers_complete sees _draining
+        elif self.drain_idle <= 0:
+            self.transport.close()
+        else:
+            self._unset_keepalive_if_required()  # uvicorn's keep-alive timer; the drain's replaces it
+            self._arm("drain", self.drain_idle, self._drain_timed_out)
+
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # asyncio sets TCP_NODELAY only on sockets it knows to be TCP, and a worker's listening
@@ -267,6 +304,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(admission, raw_path)
                 return
         super().on_headers_complete()
+        if self._draining:
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed
 
     def _resume_after_refusal(self) -> None:
         if not self.transport.is_closing():
@@ -277,7 +316,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         work, and this costs a fraction of a request through the app."""
         admission.count_refusal(self.parser.get_method().decode("ascii"), raw_path.decode("ascii"))
         self.cycle = REFUSED
-        if self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive():
+        if not self._draining and self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive():
             self.transport.write(admission.refusal)
             self.on_response_complete()  # keep-alive timer, pipelined requests: as after any response
             # The client was told to retry after Retry-After: its next request on this connection
