@@ -433,6 +433,54 @@ def test_metrics_of_two_workers_are_summed(small_predictor, tmp_path):
     assert not multiproc_dir.exists()
 
 
+def established(port: int, pids: set[str]) -> dict[str, int]:
+    """How many established connections to ``port`` each process holds (from /proc)."""
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # ESTABLISHED
+                inodes.add(fields[9])
+    counts = {}
+    for pid in pids:
+        held = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed meanwhile
+                continue
+            held += target.startswith("socket:[") and target[8:-1] in inodes
+        counts[pid] = held
+    return counts
+
+
+@pytest.mark.e2e
+def test_a_burst_of_connections_is_spread_evenly_over_two_workers(small_predictor, tmp_path):
+    """Both workers are woken for a new connection and the first to accept it takes it: bursts
+    of 20 connections split 16/4 or 12/8 as often as 10/10 (measured), and the busier worker set
+    the p99. The workers now share their connection counts (serving/connections.py)."""
+    with two_workers(small_predictor, tmp_path) as (url, _):
+        port, pids = int(url.rsplit(":", 1)[1]), set()
+        while len(pids) < 2:  # whichever worker answers
+            pids |= _worker_pids(httpx.get(f"{url}/metrics", headers={"connection": "close"}).text)
+        time.sleep(0.5)  # the /metrics connections are closed on both sides
+        splits = []
+        for _ in range(5):
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+            try:
+                deadline = time.monotonic() + 10
+                while sum((counts := established(port, pids)).values()) < 20:
+                    assert time.monotonic() < deadline, counts
+                    time.sleep(0.05)
+                splits.append(sorted(counts.values()))
+            finally:
+                for client in clients:
+                    client.close()
+            time.sleep(0.3)
+        # 10/10 or 9/11 each time, measured; 8/12 four times out of five before
+        assert sum(high - low for low, high in splits) <= 10, splits
+
+
 @pytest.mark.e2e
 def test_a_dead_workers_requests_still_count_and_its_live_gauges_go(small_predictor, tmp_path):
     """A killed worker, replaced by uvicorn's supervisor: its requests still count, its live

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request, Security
+from fastapi.security import SecurityScopes
 
 from sentiment_pipeline.core.config import ServeConfig
 from sentiment_pipeline.dashboard.page import Evaluation
 from sentiment_pipeline.inference.predictor import Predictor
 from sentiment_pipeline.predlog.prediction_log import PredictionLog
 from sentiment_pipeline.serving.auth import (
+    API_KEY_HEADER,
+    BEARER,
+    KEY_COOKIE,
     AccessControl,
     Principal,
     authenticate,
@@ -67,8 +71,18 @@ AccessDep = Annotated[AccessControl, Depends(from_state("access"))]
 # Who is asking (serving/auth.py): a key holding the scope, else 401 (no key, unknown or revoked)
 # or 403 (another scope) or 429 (its rate limit). FastAPI's Security() puts the schemes and the
 # scope in the OpenAPI schema. /v1/predict also takes the dashboard's login cookie (its text box).
-PredictPrincipal = Annotated[Principal, Security(authenticate_browser, scopes=["predict"])]
+PREDICT_SCOPES = ("predict",)
+PredictPrincipal = Annotated[Principal, Security(authenticate_browser, scopes=PREDICT_SCOPES)]
 FeedbackPrincipal = Annotated[Principal, Security(authenticate, scopes=["feedback"])]
 AdminPrincipal = Annotated[Principal, Security(authenticate, scopes=["admin"])]
 KeyPrincipal = Annotated[Principal, Security(authenticate)]  # any valid key
 PresentedKeyDep = Annotated[str | None, Depends(presented_key_or_cookie)]  # the dashboard checks it itself
+
+
+async def predict_principal(request: Request) -> Principal:
+    """``PredictPrincipal`` resolved by hand, for the fast path of ``POST /v1/predict``
+    (routes/predict.py): the same schemes in the same order, the same check."""
+    bearer = await BEARER(request)
+    api_key = await API_KEY_HEADER(request) if bearer is None else None
+    cookie = await KEY_COOKIE(request) if bearer is None and api_key is None else None
+    return await authenticate_browser(request, SecurityScopes(list(PREDICT_SCOPES)), bearer, api_key, cookie)

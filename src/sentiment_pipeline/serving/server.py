@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import shutil
 import socket
 import sys
@@ -38,6 +39,7 @@ import tempfile
 from asyncio import TimerHandle, Transport
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httptools
@@ -47,6 +49,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from sentiment_pipeline.core.config import ServeConfig
+from sentiment_pipeline.serving import connections
 from sentiment_pipeline.serving.metrics import MULTIPROC_ENV
 from sentiment_pipeline.serving.middleware import ADMISSION_STATE_KEY, Admission
 from sentiment_pipeline.serving.schemas import ErrorDetail, ErrorResponse
@@ -54,6 +57,7 @@ from sentiment_pipeline.serving.schemas import ErrorDetail, ErrorResponse
 log = logging.getLogger(__name__)
 
 APP = "sentiment_pipeline.serving.app:app_from_environment"
+CONNECTIONS_FILE = "connections"  # the workers' connection counts, beside their metrics (connections.py)
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        shares = getattr(self.loop, "connection_shares", None)
+        if shares is not None:  # counted by the loop's accept (EventLoop)
+            shares.closed()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -337,21 +344,77 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class EventLoop(asyncio.SelectorEventLoop):
-    """asyncio's event loop, accepting at most ``ACCEPTS_PER_TURN`` connections per turn.
+    """asyncio's event loop, accepting at most ``ACCEPTS_PER_TURN`` connections per turn, and
+    (with several workers) leaving a new connection briefly to a less busy worker.
 
     Not uvloop: under load uvloop accepts one connection per turn of its loop, so a health check
     on a new connection waited behind every connection queued before it (3 to 10 s at 1,000
     connections, measured). asyncio accepts up to the listen backlog (2,048) per turn instead: one
     worker took a whole burst of connections (all 20 of wrk's, measured), leaving the other idle,
-    and spent a long turn setting them up. Four per turn kept the two workers' shares even (7 runs
-    of 20 connections: never more than 15 on one)."""
+    and spent a long turn setting them up. Four per turn, and even then 20 connections split
+    16/4 as often as 10/10 between two workers, so the workers also share their connection
+    counts (connections.py) and one holding more than the others waits before accepting."""
 
     ACCEPTS_PER_TURN = 4
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_shares: connections.ConnectionShares | None = None  # claimed once serving
+        self._accept_waits = 0
+        self._accept_resume: dict[int, TimerHandle] = {}
+
     def _start_serving(self, protocol_factory: Any, sock: Any, sslcontext: Any = None, server: Any = None,
                        backlog: int = 100, *args: Any, **kwargs: Any) -> None:
+        if self.connection_shares is None:
+            # Not before: uvicorn starts serving once the app (the model) is loaded, and until then
+            # the other workers would wait for a worker that cannot accept yet.
+            self.connection_shares = connections.ConnectionShares.from_environment()
         super()._start_serving(protocol_factory, sock, sslcontext, server,  # type: ignore[misc]
                                min(backlog, self.ACCEPTS_PER_TURN), *args, **kwargs)
+
+    def _accept_connection(self, protocol_factory: Any, sock: Any, *args: Any) -> None:
+        """asyncio's, one connection at a time: each counted at once in this worker's share, and
+        not taken while another worker holds fewer (up to ``MAX_WAITS`` waits in a row)."""
+        backlog = args[2] if len(args) > 2 else 1
+        shares = self.connection_shares
+        for _ in range(backlog):
+            if shares is not None and self._accept_waits < connections.MAX_WAITS and shares.should_wait():
+                self._accept_waits += 1
+                self._remove_reader(sock.fileno())  # type: ignore[attr-defined]
+                self._accept_resume[sock.fileno()] = self.call_later(
+                    connections.ACCEPT_WAIT, self._resume_accepting, protocol_factory, sock, args)
+                return
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # nothing (more) to accept; another worker may have taken it
+            except OSError:
+                # out of file descriptors and the like: asyncio's own handling (it pauses, retries)
+                super()._accept_connection(protocol_factory, sock, *args)  # type: ignore[misc]
+                return
+            conn.setblocking(False)
+            self._accept_waits = 0
+            if shares is not None:
+                shares.opened()  # counted now: the protocol's connection_made comes a task later
+            sslcontext, server = (args + (None, None))[:2]
+            self.create_task(self._accept_connection2(  # type: ignore[attr-defined]
+                protocol_factory, conn, {"peername": addr}, sslcontext, server, *args[3:]))
+
+    def _resume_accepting(self, protocol_factory: Any, sock: Any, args: tuple) -> None:
+        self._accept_resume.pop(sock.fileno(), None)
+        if sock.fileno() == -1:  # the server stopped listening meanwhile
+            return
+        if not select.select([sock], [], [], 0)[0]:
+            self._accept_waits = 0  # another worker took it: the next connection may be waited on again
+        self._add_reader(sock.fileno(), self._accept_connection, protocol_factory, sock, *args)  # type: ignore[attr-defined]
+
+    def _stop_serving(self, sock: Any) -> None:
+        resume = self._accept_resume.pop(sock.fileno(), None)
+        if resume is not None:
+            resume.cancel()
+        if self.connection_shares is not None:
+            self.connection_shares.release()  # no longer accepting: the others stop waiting for it
+        super()._stop_serving(sock)  # type: ignore[misc]
 
 
 class _Supervisor(Multiprocess):
@@ -364,9 +427,10 @@ class _Supervisor(Multiprocess):
     def _mark_gone(self, before: set[int | None]) -> None:
         from prometheus_client import multiprocess
 
-        for pid in before - {process.pid for process in self.processes}:
-            if pid is not None:
-                multiprocess.mark_process_dead(pid, self.metrics_dir)
+        gone = {pid for pid in before - {process.pid for process in self.processes} if pid is not None}
+        for pid in gone:
+            multiprocess.mark_process_dead(pid, self.metrics_dir)
+        connections.forget(Path(self.metrics_dir) / CONNECTIONS_FILE, gone)
 
     def keep_subprocess_alive(self) -> None:
         before = {process.pid for process in self.processes}
@@ -406,8 +470,10 @@ def run(settings: ServeConfig, app: str = APP, log_level: str = "info") -> None:
             sys.exit(STARTUP_FAILURE)
         return
     metrics_dir = tempfile.mkdtemp(prefix="sentiment-metrics-")
-    previous = os.environ.get(MULTIPROC_ENV)
+    previous = {name: os.environ.get(name) for name in (MULTIPROC_ENV, connections.ENV)}
     os.environ[MULTIPROC_ENV] = metrics_dir  # read by the workers as they import prometheus_client
+    connections.create(Path(metrics_dir) / CONNECTIONS_FILE)
+    os.environ[connections.ENV] = str(Path(metrics_dir) / CONNECTIONS_FILE)  # read by each worker's EventLoop
     log.debug("worker metrics in %s", metrics_dir)
     try:
         sock = config.bind_socket()
@@ -419,7 +485,8 @@ def run(settings: ServeConfig, app: str = APP, log_level: str = "info") -> None:
             sock.close()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        if previous is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
-            os.environ[MULTIPROC_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,123 @@
+"""How many connections each worker of a server holds, shared between them so that new
+connections are spread evenly.
+
+The workers of a multi-worker server accept from one listening socket, and each is woken for
+every new connection: whichever calls ``accept`` first takes it. A burst of connections (a
+client's pool, a load balancer, wrk) went mostly to whichever worker happened to be running:
+20 connections split 16/4, 13/7 or 10/10 between two workers (measured with ``ss`` during
+``make bench-serve``). The busier worker then answered with up to four times the latency of the
+other, and set the server's p99.
+
+Each worker holds a slot (its pid and its open connections) in a small file the supervisor
+creates in the server's own temporary directory, mapped into every worker's memory. A worker
+about to accept, holding more than one connection more than the least busy other worker, first
+leaves the connection ``ACCEPT_WAIT`` seconds for that worker to take (``EventLoop`` in
+server.py), at most ``MAX_WAITS`` times in a row: a busy, stopped or stuck worker delays a
+connection by at most 3 ms, and is never waited for again until it takes one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+ENV = "SENTIMENT_SERVE_CONNECTIONS_FILE"  # set by the supervisor for its workers
+SLOTS = 64  # serve.workers is at most 64
+_SLOT = struct.Struct("<qq")  # pid (0: free), open connections
+SLACK = 1  # connections a worker may hold beyond the least busy other one
+ACCEPT_WAIT = 0.001  # seconds a connection is left for a less busy worker
+MAX_WAITS = 3
+
+
+def create(path: Path) -> None:
+    """The empty file of a server's slots (the supervisor, before starting its workers)."""
+    path.write_bytes(bytes(SLOTS * _SLOT.size))
+
+
+def forget(path: Path, pids: Iterable[int]) -> None:
+    """Free the slots of workers that are gone (the supervisor, after a worker exited or died)."""
+    gone = set(pids)
+    try:
+        with open(path, "r+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            data = bytearray(handle.read())
+            for slot in range(len(data) // _SLOT.size):
+                if _SLOT.unpack_from(data, slot * _SLOT.size)[0] in gone:
+                    _SLOT.pack_into(data, slot * _SLOT.size, 0, 0)
+            handle.seek(0)
+            handle.write(data)
+    except FileNotFoundError:  # the server is stopping: its directory is gone
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process: alive
+        return True
+    return True
+
+
+class ConnectionShares:
+    """One worker's slot, and what it sees of the others'."""
+
+    def __init__(self, path: Path, pid: int | None = None) -> None:
+        self.pid = os.getpid() if pid is None else pid
+        self.count = 0
+        self.released = False
+        with open(path, "r+b") as handle:
+            # The map holds a duplicate of the descriptor, which would hold the lock as long:
+            # it is released explicitly.
+            self._map = mmap.mmap(handle.fileno(), SLOTS * _SLOT.size)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                for slot in range(SLOTS):  # a free slot, or one a worker that is gone left behind
+                    pid_in_slot = _SLOT.unpack_from(self._map, slot * _SLOT.size)[0]
+                    if pid_in_slot == 0 or not _alive(pid_in_slot):
+                        break
+                else:
+                    raise RuntimeError(f"{path}: no free slot for worker {self.pid} (more than {SLOTS} workers)")
+                self._offset = slot * _SLOT.size
+                _SLOT.pack_into(self._map, self._offset, self.pid, 0)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @classmethod
+    def from_environment(cls) -> ConnectionShares | None:
+        """The slot of this worker, when a supervisor set the file up (``serve.workers > 1``)."""
+        path = os.environ.get(ENV)
+        return cls(Path(path)) if path else None
+
+    def _write(self) -> None:
+        if not self.released:  # once released, the slot may be another worker's
+            _SLOT.pack_into(self._map, self._offset, self.pid, self.count)
+
+    def opened(self) -> None:
+        self.count += 1
+        self._write()
+
+    def closed(self) -> None:
+        self.count = max(self.count - 1, 0)
+        self._write()
+
+    def fewest_elsewhere(self) -> int | None:
+        """The fewest connections another worker holds (None: no other worker)."""
+        counts = [count for pid, count in _SLOT.iter_unpack(self._map) if pid and pid != self.pid]
+        return min(counts) if counts else None
+
+    def should_wait(self) -> bool:
+        """This worker holds more than ``SLACK`` connections beyond the least busy other one."""
+        fewest = self.fewest_elsewhere()
+        return fewest is not None and self.count > fewest + SLACK
+
+    def release(self) -> None:
+        """This worker no longer accepts: the others stop waiting for it."""
+        if not self.released:
+            self.released = True
+            _SLOT.pack_into(self._map, self._offset, 0, 0)

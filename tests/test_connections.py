@@ -1,0 +1,159 @@
+"""The workers' shared connection counts (serving/connections.py) and the event loop that waits
+for a less busy worker before accepting (serving/server.py ``EventLoop``), in process: slots in
+one file, an event loop in a thread. Two real workers sharing a burst of connections evenly:
+tests/test_serving_overload.py."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sentiment_pipeline.serving import connections
+from sentiment_pipeline.serving.connections import ConnectionShares
+from sentiment_pipeline.serving.server import EventLoop
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture()
+def slots(tmp_path) -> Path:
+    path = tmp_path / "connections"
+    connections.create(path)
+    return path
+
+
+def test_a_worker_holding_more_than_one_connection_beyond_another_waits(slots):
+    mine, other = ConnectionShares(slots), ConnectionShares(slots, pid=1)  # pid 1: alive, never ours
+    assert mine.fewest_elsewhere() == 0 and not mine.should_wait()
+    mine.opened()
+    assert not mine.should_wait()  # one more than the other: within the slack
+    mine.opened()
+    assert mine.should_wait() and not other.should_wait()
+    other.opened()
+    assert not mine.should_wait()
+    mine.closed(), mine.closed(), mine.closed()
+    assert mine.count == 0  # never below zero
+    other.release()  # the other stops accepting: nobody to wait for
+    assert mine.fewest_elsewhere() is None and not mine.should_wait()
+
+
+def test_slots_are_reused_once_their_worker_is_gone(slots):
+    gone = ConnectionShares(slots, pid=dead_pid())
+    gone.opened()
+    replacement = ConnectionShares(slots)  # the dead worker's slot is free again
+    assert replacement._offset == gone._offset and replacement.fewest_elsewhere() is None
+    living = ConnectionShares(slots, pid=1)
+    connections.forget(slots, [1])  # the supervisor saw it exit
+    assert replacement.fewest_elsewhere() is None
+    released = ConnectionShares(slots, pid=1)
+    released.release()
+    released.opened()  # a released slot is no longer written: it may be another worker's
+    assert replacement.fewest_elsewhere() is None
+    assert living.count == 0
+
+
+def test_more_workers_than_slots_is_an_error_naming_the_file(slots):
+    for _ in range(connections.SLOTS):
+        ConnectionShares(slots, pid=1)
+    with pytest.raises(RuntimeError, match=f"{slots}: no free slot"):
+        ConnectionShares(slots, pid=1)
+
+
+class Counting(asyncio.Protocol):
+    def __init__(self, made: list[float]) -> None:
+        self.made = made
+
+    def connection_made(self, transport) -> None:
+        self.made.append(time.monotonic())
+
+
+def serving_loop(listener: socket.socket, shares: ConnectionShares | None, made: list[float],
+                 ready: threading.Event) -> tuple[EventLoop, threading.Thread]:
+    """An ``EventLoop`` in a thread of its own, accepting from ``listener`` (as a worker does)."""
+    loop = EventLoop()
+    loop.connection_shares = shares
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(loop.create_server(lambda: Counting(made), sock=listener))
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def stop(loop: EventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
+def listening() -> socket.socket:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    listener.setblocking(False)
+    return listener
+
+
+def test_a_worker_that_never_accepts_delays_a_connection_by_a_few_milliseconds_at_most(slots):
+    """The other worker's slot says it holds nothing, but it never accepts (stuck, or gone
+    without its slot freed): every connection is still accepted, each within MAX_WAITS waits."""
+    listener = listening()
+    stuck = ConnectionShares(slots, pid=1)  # holds 0 connections, forever
+    made: list[float] = []
+    ready = threading.Event()
+    loop, thread = serving_loop(listener, ConnectionShares(slots), made, ready)
+    ready.wait(10)
+    try:
+        for n in range(1, 9):
+            started = time.monotonic()
+            client = socket.create_connection(listener.getsockname())
+            deadline = started + 5
+            while len(made) < n:
+                assert time.monotonic() < deadline, f"connection {n} was not accepted"
+                time.sleep(0.0005)
+            assert made[-1] - started < 0.1  # 3 waits of 1 ms, on a loaded machine
+            client.close()
+            time.sleep(0.01)
+        assert stuck.count == 0
+    finally:
+        stop(loop, thread)
+        listener.close()
+
+
+def test_a_server_closed_while_a_connection_waits_stops_accepting(slots):
+    """The server stops listening while its loop leaves a connection to another worker: the
+    wait's timer must not register the closed socket again."""
+    listener = listening()
+    ConnectionShares(slots, pid=1)
+    shares = ConnectionShares(slots)
+    shares.opened(), shares.opened()  # 2 against 0: it waits
+    made: list[float] = []
+    ready = threading.Event()
+    errors: list[dict] = []
+    loop, thread = serving_loop(listener, shares, made, ready)
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    ready.wait(10)
+    try:
+        client = socket.create_connection(listener.getsockname())
+        time.sleep(0.0002)  # within the first wait of 1 ms
+        loop.call_soon_threadsafe(lambda: loop._stop_serving(listener))
+        time.sleep(0.05)
+        assert listener.fileno() == -1 and not errors, errors
+        assert shares.released  # no longer accepting: the others stop waiting for it
+        client.close()
+    finally:
+        stop(loop, thread)
