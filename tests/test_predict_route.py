@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sentiment_pipeline.predlog.prediction_log import connect, predictions
 from sentiment_pipeline.serving import auth
 from sentiment_pipeline.serving.app import create_app
+from sentiment_pipeline.serving.deps import serving_state
 from sentiment_pipeline.serving.routes import predict as predict_route
 from sentiment_pipeline.serving.routes.predict import PredictRoute
 
@@ -114,3 +115,23 @@ def test_both_paths_log_the_key_and_apply_its_rate_limit(small_predictor, tmp_pa
     with engine.connect() as connection:
         assert set(connection.execute(select(predictions.c.key_id)).scalars()) == {record.id}
     engine.dispose()
+
+
+def test_a_dependency_override_takes_fastapis_path(small_predictor, tmp_path, keys, monkeypatch):  # noqa: F811
+    """Overrides (a test's, say) are FastAPI's business: with any, every request goes its way."""
+    called = []
+
+    async def counting_principal(request):
+        called.append(request)
+        return await principal(request)
+
+    principal = predict_route.predict_principal
+    monkeypatch.setattr(predict_route, "predict_principal", counting_principal)
+    app = create_app(serve_settings(tmp_path), lambda: small_predictor, tmp_path)
+    app.dependency_overrides[serving_state] = lambda: app.state
+    with TestClient(app) as client:
+        response = client.post("/v1/predict", json={"text": "great"}, headers={"Authorization": f"Bearer {keys['predict']}"})
+        assert response.status_code == 200 and not called
+        app.dependency_overrides.clear()
+        response = client.post("/v1/predict", json={"text": "great"}, headers={"Authorization": f"Bearer {keys['predict']}"})
+        assert response.status_code == 200 and called

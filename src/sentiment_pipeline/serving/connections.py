@@ -12,8 +12,9 @@ Each worker holds a slot (its pid and its open connections) in a small file the 
 creates in the server's own temporary directory, mapped into every worker's memory. A worker
 about to accept, holding more than one connection more than the least busy other worker, first
 leaves the connection ``ACCEPT_WAIT`` seconds for that worker to take (``EventLoop`` in
-server.py), at most ``MAX_WAITS`` times in a row: a busy, stopped or stuck worker delays a
-connection by at most 3 ms, and is never waited for again until it takes one.
+server.py), at most ``MAX_WAITS`` times in a row. Workers that let a connection wait that long
+(busy, stopped, stuck) are not waited for again until their counts move: one such connection is
+3 ms late, the rest not at all.
 """
 
 from __future__ import annotations
@@ -39,17 +40,18 @@ def create(path: Path) -> None:
 
 
 def forget(path: Path, pids: Iterable[int]) -> None:
-    """Free the slots of workers that are gone (the supervisor, after a worker exited or died)."""
+    """Free the slots of workers that are gone (the supervisor, after a worker exited or died).
+    Only those slots are written: the live workers write theirs at any time, unlocked."""
     gone = set(pids)
+    if not gone:
+        return
     try:
         with open(path, "r+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            data = bytearray(handle.read())
-            for slot in range(len(data) // _SLOT.size):
-                if _SLOT.unpack_from(data, slot * _SLOT.size)[0] in gone:
-                    _SLOT.pack_into(data, slot * _SLOT.size, 0, 0)
-            handle.seek(0)
-            handle.write(data)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # against a worker claiming a slot meanwhile
+            data = handle.read()
+            for offset in range(0, len(data) - _SLOT.size + 1, _SLOT.size):
+                if _SLOT.unpack_from(data, offset)[0] in gone:
+                    os.pwrite(handle.fileno(), bytes(_SLOT.size), offset)
     except FileNotFoundError:  # the server is stopping: its directory is gone
         pass
 
@@ -105,6 +107,10 @@ class ConnectionShares:
     def closed(self) -> None:
         self.count = max(self.count - 1, 0)
         self._write()
+
+    def others(self) -> tuple[tuple[int, int], ...]:
+        """The other workers' (pid, connections)."""
+        return tuple((pid, count) for pid, count in _SLOT.iter_unpack(self._map) if pid and pid != self.pid)
 
     def fewest_elsewhere(self) -> int | None:
         """The fewest connections another worker holds (None: no other worker)."""

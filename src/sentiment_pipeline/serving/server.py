@@ -29,6 +29,7 @@ uvicorn as ``http=``), so parsing stays httptools' and everything else uvicorn's
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import select
@@ -37,6 +38,7 @@ import socket
 import sys
 import tempfile
 from asyncio import TimerHandle, Transport
+from asyncio.constants import ACCEPT_RETRY_DELAY
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,12 +201,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def shutdown(self) -> None:
         """The server starts to shut down. A request being answered gets ``Connection: close``
         (as uvicorn does), and so does one whose head is arriving (uvicorn would close it unread;
-        its head timeout stays). An idle connection, which uvicorn closes at once, is kept open up
-        to ``drain_idle`` for a request the client may have sent meanwhile, then closed."""
+        its head timeout stays, and uvicorn's graceful_shutdown_seconds bounds it). An idle
+        connection, which uvicorn closes at once, is kept open up to ``drain_idle`` for a request
+        the client may have sent meanwhile, then closed; one refused a moment ago is closed at
+        once, its client waiting out the Retry-After it was given."""
         self._draining = True
         if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
+        if self.cycle is REFUSED and self.flow.read_paused:
+            self.transport.close()
+        elif self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
         elif self._head_received:
             pass  # on_headers_complete sees _draining
@@ -360,7 +366,8 @@ class EventLoop(asyncio.SelectorEventLoop):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connection_shares: connections.ConnectionShares | None = None  # claimed once serving
-        self._accept_waits = 0
+        self._accept_waits = 0  # waits for the connection at the head of the queue
+        self._unresponsive: tuple | None = None  # the others, as they were when they let one wait out
         self._accept_resume: dict[int, TimerHandle] = {}
 
     def _start_serving(self, protocol_factory: Any, sock: Any, sslcontext: Any = None, server: Any = None,
@@ -376,9 +383,8 @@ class EventLoop(asyncio.SelectorEventLoop):
         """asyncio's, one connection at a time: each counted at once in this worker's share, and
         not taken while another worker holds fewer (up to ``MAX_WAITS`` waits in a row)."""
         backlog = args[2] if len(args) > 2 else 1
-        shares = self.connection_shares
         for _ in range(backlog):
-            if shares is not None and self._accept_waits < connections.MAX_WAITS and shares.should_wait():
+            if self._should_wait():
                 self._accept_waits += 1
                 self._remove_reader(sock.fileno())  # type: ignore[attr-defined]
                 self._accept_resume[sock.fileno()] = self.call_later(
@@ -388,24 +394,43 @@ class EventLoop(asyncio.SelectorEventLoop):
                 conn, addr = sock.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return  # nothing (more) to accept; another worker may have taken it
-            except OSError:
-                # out of file descriptors and the like: asyncio's own handling (it pauses, retries)
-                super()._accept_connection(protocol_factory, sock, *args)  # type: ignore[misc]
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise  # the event loop logs it
+                # out of descriptors or memory: as asyncio does, stop accepting for a while
+                self.call_exception_handler({"message": "socket.accept() out of system resource",
+                                             "exception": exc, "socket": sock})
+                self._remove_reader(sock.fileno())  # type: ignore[attr-defined]
+                self.call_later(ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory, sock, *args)
                 return
             conn.setblocking(False)
             self._accept_waits = 0
-            if shares is not None:
-                shares.opened()  # counted now: the protocol's connection_made comes a task later
+            if self.connection_shares is not None:
+                self.connection_shares.opened()  # counted now: the protocol's connection_made comes a task later
             sslcontext, server = (args + (None, None))[:2]
             self.create_task(self._accept_connection2(  # type: ignore[attr-defined]
                 protocol_factory, conn, {"peername": addr}, sslcontext, server, *args[3:]))
+
+    def _should_wait(self) -> bool:
+        shares = self.connection_shares
+        if shares is None or not shares.should_wait():
+            return False
+        others = shares.others()
+        if self._unresponsive is not None:
+            if others == self._unresponsive:
+                return False  # they did not take the last one in time, and have not moved since
+            self._unresponsive = None
+        if self._accept_waits < connections.MAX_WAITS:
+            return True
+        self._unresponsive = others
+        return False
 
     def _resume_accepting(self, protocol_factory: Any, sock: Any, args: tuple) -> None:
         self._accept_resume.pop(sock.fileno(), None)
         if sock.fileno() == -1:  # the server stopped listening meanwhile
             return
         if not select.select([sock], [], [], 0)[0]:
-            self._accept_waits = 0  # another worker took it: the next connection may be waited on again
+            self._accept_waits = 0  # another worker took it
         self._add_reader(sock.fileno(), self._accept_connection, protocol_factory, sock, *args)  # type: ignore[attr-defined]
 
     def _stop_serving(self, sock: Any) -> None:
@@ -451,7 +476,10 @@ def server_config(settings: ServeConfig, app: Any = APP, log_level: str = "info"
         "factory": True, "host": settings.host, "port": settings.port, "workers": settings.workers,
         # uvicorn annotates int but only hands it to asyncio.wait_for, which takes a float
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
-        "log_level": log_level, "access_log": False, "loop": f"{__name__}:EventLoop", **overrides}
+        "log_level": log_level, "access_log": False, "loop": f"{__name__}:EventLoop",
+        # no WebSocket route: an upgrade request is plain HTTP (a 404), and its connection stays
+        # ours, so its close is counted (connections.py)
+        "ws": "none", **overrides}
     return ServerConfig(app, limits=ConnectionLimits.from_settings(settings), **options)
 
 

@@ -44,6 +44,8 @@ class PredictRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         full = super().get_route_handler()
         endpoint = self.endpoint
+        if self.path != "/v1/predict" or self.dependencies:
+            return full  # the fast path knows this endpoint's parameters only, and no extra dependency
 
         async def handler(request: Request) -> Response:
             if not self.fast_path or request.app.dependency_overrides or \
