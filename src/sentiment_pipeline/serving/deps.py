@@ -79,10 +79,11 @@ KeyPrincipal = Annotated[Principal, Security(authenticate)]  # any valid key
 PresentedKeyDep = Annotated[str | None, Depends(presented_key_or_cookie)]  # the dashboard checks it itself
 
 
+_PREDICT_SECURITY = SecurityScopes(list(PREDICT_SCOPES))
+
+
 async def predict_principal(request: Request) -> Principal:
     """``PredictPrincipal`` resolved by hand, for the fast path of ``POST /v1/predict``
-    (routes/predict.py): the same schemes in the same order, the same check."""
-    bearer = await BEARER(request)
-    api_key = await API_KEY_HEADER(request) if bearer is None else None
-    cookie = await KEY_COOKIE(request) if bearer is None and api_key is None else None
-    return await authenticate_browser(request, SecurityScopes(list(PREDICT_SCOPES)), bearer, api_key, cookie)
+    (routes/predict.py): the same schemes, the same function choosing among them."""
+    return await authenticate_browser(request, _PREDICT_SECURITY, await BEARER(request),
+                                      await API_KEY_HEADER(request), await KEY_COOKIE(request))

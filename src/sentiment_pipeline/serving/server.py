@@ -443,11 +443,12 @@ class EventLoop(asyncio.SelectorEventLoop):
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, telling prometheus-client about workers it replaced."""
+    """uvicorn's worker supervisor, telling prometheus-client and the connection counts about workers it replaced."""
 
     def __init__(self, config: Config, sockets: list, metrics_dir: str) -> None:
         super().__init__(config, sockets)
         self.metrics_dir = metrics_dir
+        self.connections_file = Path(metrics_dir) / CONNECTIONS_FILE  # created by run()
 
     def _mark_gone(self, before: set[int | None]) -> None:
         from prometheus_client import multiprocess
@@ -455,7 +456,7 @@ class _Supervisor(Multiprocess):
         gone = {pid for pid in before - {process.pid for process in self.processes} if pid is not None}
         for pid in gone:
             multiprocess.mark_process_dead(pid, self.metrics_dir)
-        connections.forget(Path(self.metrics_dir) / CONNECTIONS_FILE, gone)
+        connections.forget(self.connections_file, gone)
 
     def keep_subprocess_alive(self) -> None:
         before = {process.pid for process in self.processes}
@@ -500,8 +501,9 @@ def run(settings: ServeConfig, app: str = APP, log_level: str = "info") -> None:
     metrics_dir = tempfile.mkdtemp(prefix="sentiment-metrics-")
     previous = {name: os.environ.get(name) for name in (MULTIPROC_ENV, connections.ENV)}
     os.environ[MULTIPROC_ENV] = metrics_dir  # read by the workers as they import prometheus_client
-    connections.create(Path(metrics_dir) / CONNECTIONS_FILE)
-    os.environ[connections.ENV] = str(Path(metrics_dir) / CONNECTIONS_FILE)  # read by each worker's EventLoop
+    connections_file = Path(metrics_dir) / CONNECTIONS_FILE
+    connections.create(connections_file)
+    os.environ[connections.ENV] = str(connections_file)  # read by each worker's EventLoop
     log.debug("worker metrics in %s", metrics_dir)
     try:
         sock = config.bind_socket()
