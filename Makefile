@@ -21,7 +21,7 @@ export NLTK_DATA
 # told not to write bytecode (PYTHONDONTWRITEBYTECODE).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install stopwords repro push pull test test-fast lint report mermaid-cli bench bench-serve bench-monitor bench-dask bench-stream bench-stream-train bench-datasets bench-inference docs docs-serve docs-screenshot clean
+.PHONY: help install stopwords repro push pull test test-fast lint report mermaid-cli bench bench-serve bench-monitor bench-dask bench-stream bench-stream-train bench-datasets bench-inference bench-log docs docs-serve docs-screenshot clean
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
@@ -108,6 +108,7 @@ bench: install  ## Time the pipeline against a naive grid search, preprocess/fea
 	$(BIN)/python benchmarks/pipeline_bench.py $(BENCH_ARGS)
 	$(MAKE) bench-inference
 	$(MAKE) bench-serve
+	$(MAKE) bench-log
 	$(MAKE) bench-monitor
 	$(MAKE) bench-dask
 	$(MAKE) bench-stream
@@ -116,6 +117,10 @@ bench: install  ## Time the pipeline against a naive grid search, preprocess/fea
 # INFERENCE_BENCH_ARGS passes options through, e.g. "--runs 7 --previous-rev HEAD" (also times that revision's compiled.py).
 bench-inference: repro  ## One text, 8 and 64 through the served model: compiled path vs scikit-learn, interleaved
 	$(BIN)/python benchmarks/inference_bench.py $(INFERENCE_BENCH_ARGS)
+
+# LOG_BENCH_ARGS passes options through, e.g. "--sizes 0,100000 --runs 5".
+bench-log: install  ## Shipping a prediction to the SQLite log: CPU per row by log size, random vs time-ordered ids
+	$(BIN)/python benchmarks/log_bench.py $(LOG_BENCH_ARGS)
 
 # SERVE_BENCH_ARGS passes options through, e.g. "--workers 2 --seconds 10". Needs wrk (Debian: wrk).
 bench-serve: repro  ## The API under load (wrk) against a plain Flask app, batch texts/s

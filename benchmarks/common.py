@@ -57,11 +57,12 @@ MAKE_TARGETS = {
     "stream_train": ("bench-stream-train", "STREAM_TRAIN_BENCH_ARGS"),
     "datasets": ("bench-datasets", "DATASETS_ARGS"),
     "inference": ("bench-inference", "INFERENCE_BENCH_ARGS"),
+    "log": ("bench-log", "LOG_BENCH_ARGS"),
 }
 # The params.yaml sections a benchmark's numbers depend on, where that is not the whole file: its
 # recorded md5 covers only these, so that adding a training family does not make the data stages'
 # table stale. A benchmark not listed here hashes every section.
-PARAM_SECTIONS: dict[str, tuple[str, ...]] = {"stream": ("download", "preprocess", "featurize")}
+PARAM_SECTIONS: dict[str, tuple[str, ...]] = {"stream": ("download", "preprocess", "featurize"), "log": ()}
 RESULT_KEYS = ("benchmark", "command", "measured_at", "machine", "commit", "params_md5", "tables")
 TABLE_KEYS = ("title", "columns", "rows", "note")
 RESULTS_DIR_HELP = "Where the result file <name>.json goes (the docs tables are generated from it)."

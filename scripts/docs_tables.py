@@ -322,7 +322,7 @@ def _machine(value) -> str:
 
 
 # Section titles of the known benchmarks (another name is its own title).
-BENCHMARK_TITLES = {"pipeline": "The pipeline", "serve": "Serving", "monitor": "Monitoring simulation",
+BENCHMARK_TITLES = {"pipeline": "The pipeline", "serve": "Serving", "log": "Prediction log", "monitor": "Monitoring simulation",
                     "dask": "Grid search on Dask", "stream": "Streaming data stages",
                     "stream_train": "Streamed training", "datasets": "Other datasets"}
 

@@ -45,6 +45,24 @@ def test_a_worker_holding_more_connections_than_another_waits(slots):
     assert mine.fewest_elsewhere() is None and not mine.should_wait()
 
 
+def test_beyond_a_few_dozen_connections_a_worker_balances_to_within_a_sixteenth(slots):
+    """Exact for the handful of connections where one more is a large share (a client's pool);
+    within 1/16 for hundreds, where one more is noise and waiting would only delay (overload)."""
+    mine, other = ConnectionShares(slots), ConnectionShares(slots, pid=1)
+    for _ in range(15):
+        other.opened()
+    for expected_wait in [False] * 16 + [True]:  # 16 against 15 is within 16 // 16 = 1; 17 waits
+        mine.opened()
+        assert mine.should_wait() is expected_wait, mine.count
+    while other.count < 480:
+        other.opened()
+    while mine.count < 512:
+        mine.opened()
+    assert not mine.should_wait()  # 512 against 480: within 512 // 16 = 32
+    mine.opened()
+    assert mine.should_wait()  # 513 against 480
+
+
 def test_slots_are_reused_once_their_worker_is_gone(slots):
     gone = ConnectionShares(slots, pid=dead_pid())
     gone.opened()
@@ -173,3 +191,59 @@ def test_a_server_closed_while_a_connection_waits_stops_accepting(slots, monkeyp
     finally:
         client.close()
         stop(loop, thread)
+
+
+def test_the_waits_are_bounded_in_time_when_the_loop_is_busy(slots):
+    """A loop busy with many connections runs its 1 ms timers late: counted in turns, three waits
+    deferred a new connection (a health probe) for three long turns (/healthz 1.4 s at 1,000
+    connections, measured). Here every turn takes 10 ms, and the first wait already outlasts
+    MAX_WAITS * ACCEPT_WAIT (3 ms): the connection is accepted after one wait, not three."""
+    listener = listening()
+    stuck = ConnectionShares(slots, pid=1)  # holds 0 connections, never accepts
+    shares = ConnectionShares(slots)
+    shares.opened()  # 1 against 0: it waits
+    made: list[float] = []
+    ready = threading.Event()
+    loop, thread = serving_loop(listener, shares, made, ready)
+    ready.wait(10)
+    waits: list[float] = []
+    resume = loop._resume_accepting
+
+    def counted(*args) -> None:
+        waits.append(time.monotonic())
+        resume(*args)
+
+    def busy() -> None:  # a turn of 10 ms, every turn
+        time.sleep(0.01)
+        loop.call_soon(busy)
+
+    loop._resume_accepting = counted
+    loop.call_soon_threadsafe(busy)
+    client = socket.create_connection(listener.getsockname())
+    try:
+        deadline = time.monotonic() + 10
+        while not made:
+            assert time.monotonic() < deadline, "not accepted"
+            time.sleep(0.005)
+        assert len(waits) == 1 and stuck.count == 0
+    finally:
+        client.close()
+        stop(loop, thread)
+        listener.close()
+
+
+def test_a_connection_another_worker_took_meanwhile_ends_the_waits(slots):
+    """Waiting, the worker finds the connection gone (the other worker took it): the waits are
+    over. Left counting, the next connection's first wait looked overdue and was skipped."""
+    loop = EventLoop()
+    loop._accept_waits, loop._first_wait = 2, loop.time() - 60
+
+    class Taken:
+        def accept(self):
+            raise BlockingIOError
+
+    try:
+        loop._accept_connection(Counting, Taken(), None, None, 4)
+        assert loop._accept_waits == 0
+    finally:
+        loop.close()

@@ -11,11 +11,11 @@ predictions are refused (503) or answered without being logged.
 import asyncio
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +35,29 @@ log = logging.getLogger(__name__)
 
 def _orjson_text(value) -> str:
     return orjson.dumps(value).decode()
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` ids as 32 hex digits: UUIDv7 (RFC 9562), the creation time in milliseconds, then 74
+    random bits, from one ``os.urandom`` call. Time-ordered rather than random (uuid4) because
+    the log indexes them (prediction ids, request ids): a random id lands on a random page of a
+    large index, a time-ordered one beside the last. Shipping to a SQLite log of 800,000 rows
+    took 81 µs of CPU per row with random ids, half of it in the kernel writing scattered
+    pages, and 21 µs with these (``make bench-log``). The time one reveals is when its client
+    asked, which that client knows; its 74 random bits keep it unguessable (feedback names a
+    prediction by its id)."""
+    millis = time.time_ns() // 1_000_000
+    random = os.urandom(10 * n)
+    ids = []
+    for i in range(n):
+        bits = int.from_bytes(random[10 * i:10 * i + 10])  # 80 bits: 12 of rand_a, 62 of rand_b, 6 unused
+        value = (millis << 80) | (0x7 << 76) | ((bits >> 62 & 0xFFF) << 64) | (0b10 << 62) | (bits & (1 << 62) - 1)
+        ids.append(f"{value:032x}")
+    return ids
+
+
+def new_id() -> str:
+    return new_ids(1)[0]
 
 
 def text_sha256(text: str) -> str:
@@ -187,7 +210,7 @@ class PredictionLog:
 
     async def record_feedback(self, prediction_id: str, label: str, key_id: str | None = None) -> None:
         await self._record([("f", {"created_at": now(), "prediction_id": prediction_id, "label": label,
-                                   "feedback_id": uuid.uuid4().hex, "key_id": key_id})])
+                                   "feedback_id": new_id(), "key_id": key_id})])
 
     async def _record(self, records: list[tuple[str, dict]]) -> None:
         if self.over_budget and self.settings.overflow == "drop":

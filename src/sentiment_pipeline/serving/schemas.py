@@ -92,8 +92,8 @@ class PredictionOut(BaseModel):
 
 class PredictResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "request_id": "3f1c2d6e9a7b4c1e8d5f0a2b6c9e1d4f", "model_version": "f7c82c3f755d",
-        "predictions": [{"prediction_id": "9b2e6f0c1a3d4e5f8a7b6c5d4e3f2a1b", "label": "positive",
+        "request_id": "019afa0c1a3c7c1e8d5f0a2b6c9e1d4f", "model_version": "f7c82c3f755d",
+        "predictions": [{"prediction_id": "019afa0c1a3d7e5f8a7b6c5d4e3f2a1b", "label": "positive",
                          "confidence": 0.93, "probabilities": {"negative": 0.03, "neutral": 0.04,
                                                                "positive": 0.93},
                          "model_version": "f7c82c3f755d"}]}]})
@@ -108,9 +108,9 @@ PREDICTION_ID_PATTERN = "^[0-9a-f]{32}$"
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"prediction_id": "9b2e6f0c1a3d4e5f8a7b6c5d4e3f2a1b", "label": "neutral"}]})
+        {"prediction_id": "019afa0c1a3d7e5f8a7b6c5d4e3f2a1b", "label": "neutral"}]})
 
-    # what /v1/predict hands out (routes/predict.py prediction_ids): anything else is a 422 on
+    # what /v1/predict hands out (predlog/prediction_log.py new_ids): anything else is a 422 on
     # every backend, before the database sees it (PostgreSQL refuses a NUL in text: a 500 otherwise)
     prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN,
                                description="From a /v1/predict answer: 32 lowercase hex digits.")

@@ -367,6 +367,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         super().__init__(*args, **kwargs)
         self.connection_shares: connections.ConnectionShares | None = None  # claimed once serving
         self._accept_waits = 0  # waits for the connection at the head of the queue
+        self._first_wait = 0.0  # when the first of them began (loop time)
         self._unresponsive: tuple | None = None  # the others, as they were when they let one wait out
         self._accept_resume: dict[int, TimerHandle] = {}
 
@@ -381,10 +382,13 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def _accept_connection(self, protocol_factory: Any, sock: Any, *args: Any) -> None:
         """asyncio's, one connection at a time: each counted at once in this worker's share, and
-        not taken while another worker holds fewer (up to ``MAX_WAITS`` waits in a row)."""
+        not taken while another worker holds fewer (up to ``MAX_WAITS`` waits in a row, none
+        begun more than ``MAX_WAITS * ACCEPT_WAIT`` seconds after the first)."""
         backlog = args[2] if len(args) > 2 else 1
         for _ in range(backlog):
             if self._should_wait():
+                if not self._accept_waits:
+                    self._first_wait = self.time()
                 self._accept_waits += 1
                 self._remove_reader(sock.fileno())  # type: ignore[attr-defined]
                 self._accept_resume[sock.fileno()] = self.call_later(
@@ -393,7 +397,10 @@ class EventLoop(asyncio.SelectorEventLoop):
             try:
                 conn, addr = sock.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return  # nothing (more) to accept; another worker may have taken it
+                # nothing (more) to accept: another worker took it, so the waits for it are over
+                # (left counting, they would make the next connection's first wait look overdue)
+                self._accept_waits = 0
+                return
             except OSError as exc:
                 if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     raise  # the event loop logs it
@@ -420,8 +427,9 @@ class EventLoop(asyncio.SelectorEventLoop):
             if others == self._unresponsive:
                 return False  # they did not take the last one in time, and have not moved since
             self._unresponsive = None
-        if self._accept_waits < connections.MAX_WAITS:
-            return True
+        if self._accept_waits < connections.MAX_WAITS and (
+                not self._accept_waits or self.time() - self._first_wait < connections.MAX_WAITS * connections.ACCEPT_WAIT):
+            return True  # (a loop busy with many connections runs its 1 ms timers late: the time bounds the waits too)
         self._unresponsive = others
         return False
 
@@ -429,9 +437,11 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._accept_resume.pop(sock.fileno(), None)
         if sock.fileno() == -1:  # the server stopped listening meanwhile
             return
-        if not select.select([sock], [], [], 0)[0]:
-            self._accept_waits = 0  # another worker took it
         self._add_reader(sock.fileno(), self._accept_connection, protocol_factory, sock, *args)  # type: ignore[attr-defined]
+        if select.select([sock], [], [], 0)[0]:
+            self._accept_connection(protocol_factory, sock, *args)  # still there: now, not a turn later
+        else:
+            self._accept_waits = 0  # another worker took it
 
     def _stop_serving(self, sock: Any) -> None:
         resume = self._accept_resume.pop(sock.fileno(), None)

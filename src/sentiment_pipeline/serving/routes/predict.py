@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,7 +15,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from sentiment_pipeline.inference.explain import explain
-from sentiment_pipeline.predlog.prediction_log import now
+from sentiment_pipeline.predlog.prediction_log import new_id, new_ids, now
 from sentiment_pipeline.serving.auth import AUTH_RESPONSES
 from sentiment_pipeline.serving.deps import PredictPrincipal, ServingDep, predict_principal
 from sentiment_pipeline.serving.errors import error_response
@@ -75,13 +73,6 @@ def json_response(content: dict, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
 
-def prediction_ids(n: int) -> list[str]:
-    """``n`` random 128-bit ids as 32 hex digits (what ``uuid4().hex`` looks like), from one
-    ``os.urandom`` call rather than one per prediction."""
-    digits = os.urandom(16 * n).hex()
-    return [digits[i:i + 32] for i in range(0, 32 * n, 32)]
-
-
 @router.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
 async def predict(body: PredictRequest, request: Request, state: ServingDep, principal: PredictPrincipal) -> Response:
     """Label, confidence and class probabilities for one text or a list of texts; each
@@ -115,11 +106,11 @@ async def predict(body: PredictRequest, request: Request, state: ServingDep, pri
     else:
         result = await asyncio.get_running_loop().run_in_executor(LARGE_REQUESTS, predictor.predict, texts)
     version = predictor.version
-    request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
+    request_id = (request.headers.get("x-request-id") or new_id())[:128]
     latency_ms = (time.perf_counter() - started) * 1000
     out, rows = [], []
     classes, created_at = result.classes, now()
-    ids = prediction_ids(len(result))
+    ids = new_ids(len(result))
     confidences, lengths = result.confidence.tolist(), result.cleaned_length.tolist()
     for i, (label, row) in enumerate(zip(result.labels, result.probabilities.tolist(), strict=True)):
         probabilities = dict(zip(classes, row, strict=True))

@@ -43,7 +43,7 @@ class ReviewResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "policy": "margin", "model_version": "f7c82c3f755d", "window_rows": 5000, "candidates": 4210,
         "other_versions": 0, "items": [{
-            "prediction_id": "9b2e6f0c1a3d4e5f8a7b6c5d4e3f2a1b", "created_at": "2026-12-07T08:00:00Z",
+            "prediction_id": "019afa0c1a3d7e5f8a7b6c5d4e3f2a1b", "created_at": "2026-12-07T08:00:00Z",
             "text": "well that was a flight", "label": "neutral", "confidence": 0.41, "margin": 0.02,
             "probabilities": {"negative": 0.39, "neutral": 0.41, "positive": 0.20},
             "model_version": "f7c82c3f755d"}]}]})
