@@ -12,8 +12,8 @@ Each worker holds a slot (its pid and its open connections) in a small file the 
 creates in the server's own temporary directory, mapped into every worker's memory. A worker
 about to accept, holding more connections than the least busy other worker, first
 leaves the connection ``ACCEPT_WAIT`` seconds for that worker to take (``EventLoop`` in
-server.py), at most ``MAX_WAITS`` times in a row, none begun later than ``MAX_WAITS *
-ACCEPT_WAIT`` seconds after the first.
+server.py), at most ``MAX_WAITS`` times in a row, none begun later than
+``MAX_WAITS * ACCEPT_WAIT`` seconds after the first.
 Workers that let a connection wait that long
 (busy, stopped, stuck) are not waited for again until their counts move: one such connection is
 3 ms late, the rest not at all.

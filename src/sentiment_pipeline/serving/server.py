@@ -408,7 +408,10 @@ class EventLoop(asyncio.SelectorEventLoop):
                 self.call_exception_handler({"message": "socket.accept() out of system resource",
                                              "exception": exc, "socket": sock})
                 self._remove_reader(sock.fileno())  # type: ignore[attr-defined]
-                self.call_later(ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory, sock, *args)
+                self._accept_waits = 0  # a connection a second from now starts its waits afresh
+                # kept with the waits' timers: a server stopped meanwhile cancels it (_stop_serving)
+                self._accept_resume[sock.fileno()] = self.call_later(
+                    ACCEPT_RETRY_DELAY, self._retry_serving, protocol_factory, sock, args)
                 return
             conn.setblocking(False)
             self._accept_waits = 0
@@ -442,6 +445,10 @@ class EventLoop(asyncio.SelectorEventLoop):
             self._accept_connection(protocol_factory, sock, *args)  # still there: now, not a turn later
         else:
             self._accept_waits = 0  # another worker took it
+
+    def _retry_serving(self, protocol_factory: Any, sock: Any, args: tuple) -> None:
+        self._accept_resume.pop(sock.fileno(), None)
+        self._start_serving(protocol_factory, sock, *args)
 
     def _stop_serving(self, sock: Any) -> None:
         resume = self._accept_resume.pop(sock.fileno(), None)
