@@ -10,13 +10,11 @@ other, and set the server's p99.
 
 Each worker holds a slot (its pid and its open connections) in a small file the supervisor
 creates in the server's own temporary directory, mapped into every worker's memory. A worker
-about to accept, holding more connections than the least busy other worker, first
-leaves the connection ``ACCEPT_WAIT`` seconds for that worker to take (``EventLoop`` in
-server.py), at most ``MAX_WAITS`` times in a row, none begun later than
-``MAX_WAITS * ACCEPT_WAIT`` seconds after the first.
-Workers that let a connection wait that long
-(busy, stopped, stuck) are not waited for again until their counts move: one such connection is
-3 ms late, the rest not at all.
+about to accept, holding more connections than the least busy other worker, first leaves the
+connection ``ACCEPT_WAIT`` seconds for that worker to take (``EventLoop`` in server.py), at most
+``MAX_WAITS`` times in a row, none begun later than ``MAX_WAITS * ACCEPT_WAIT`` seconds after the
+first. Workers that let a connection wait that long (busy, stopped, stuck) are not waited for
+again until their counts move: one such connection is 3 ms late, the rest not at all.
 """
 
 from __future__ import annotations
@@ -122,15 +120,16 @@ class ConnectionShares:
         """The other workers' (pid, connections)."""
         return tuple((pid, count) for pid, count in _SLOT.iter_unpack(self._map) if pid and pid != self.pid)
 
-    def fewest_elsewhere(self) -> int | None:
-        """The fewest connections another worker holds (None: no other worker)."""
-        counts = [count for pid, count in _SLOT.iter_unpack(self._map) if pid and pid != self.pid]
+    def fewest_elsewhere(self, others: tuple[tuple[int, int], ...] | None = None) -> int | None:
+        """The fewest connections another worker holds (None: no other worker), from ``others``
+        when the caller read them already."""
+        counts = [count for _, count in (self.others() if others is None else others)]
         return min(counts) if counts else None
 
-    def should_wait(self) -> bool:
+    def should_wait(self, others: tuple[tuple[int, int], ...] | None = None) -> bool:
         """This worker holds more connections than the least busy other one, by more than
         ``SLACK`` and more than a ``RELATIVE_SLACK``-th of its own."""
-        fewest = self.fewest_elsewhere()
+        fewest = self.fewest_elsewhere(others)
         return fewest is not None and self.count > fewest + max(SLACK, self.count // RELATIVE_SLACK)
 
     def release(self) -> None:

@@ -423,9 +423,11 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def _should_wait(self) -> bool:
         shares = self.connection_shares
-        if shares is None or not shares.should_wait():
+        if shares is None:
             return False
-        others = shares.others()
+        others = shares.others()  # read once: the map changes under us
+        if not shares.should_wait(others):
+            return False
         if self._unresponsive is not None:
             if others == self._unresponsive:
                 return False  # they did not take the last one in time, and have not moved since
